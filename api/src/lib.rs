@@ -1,0 +1,1 @@
+//! `api`: the only crate that knows HTTP.

@@ -1,0 +1,1 @@
+//! commands: (built by a later issue; see ARCHITECTURE.md)

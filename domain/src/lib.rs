@@ -1,0 +1,18 @@
+//! `domain`: the atproto data model and the PDS's pure rules.
+//!
+//! Never performs I/O, never awaits, never touches a database or HTTP: state in, values out.
+//! Everything here is deterministic given its inputs (randomness and clocks are passed in or
+//! isolated in `tid::TidClock` and key generation).
+
+pub mod car;
+pub mod cbor;
+pub mod commit;
+pub mod crypto;
+pub mod json;
+pub mod lexicon;
+pub mod mst;
+pub mod syntax;
+pub mod tid;
+
+#[cfg(test)]
+pub(crate) mod testing;

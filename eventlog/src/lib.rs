@@ -1,0 +1,1 @@
+//! eventlog: (built by a later issue; see ARCHITECTURE.md)

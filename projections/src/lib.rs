@@ -1,0 +1,1 @@
+//! projections: (built by a later issue; see ARCHITECTURE.md)
