@@ -1,1 +1,8 @@
-//! `api`: the only crate that knows HTTP.
+//! `api`: the only crate that knows HTTP, XRPC JSON shapes and the command line.
+//! It never decides domain rules itself: it parses, calls `domain`/`commands`, and renders.
+
+pub mod cli;
+pub mod config;
+pub mod secrets;
+pub mod server;
+pub mod xrpc;

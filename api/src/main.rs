@@ -1,1 +1,5 @@
-fn main() {}
+//! The `pds` binary: `pds serve` (default) and operator tools (`pds car ...`).
+
+fn main() -> std::process::ExitCode {
+    api::cli::main()
+}

@@ -1,0 +1,162 @@
+//! Server configuration from `PDS_*` environment variables (same names and meanings as the
+//! reference PDS, so an existing `pds.env` works), with zero-setup localhost defaults.
+//!
+//! Secrets that are not given in the environment are generated once and kept in
+//! `<data directory>/secrets.env` (mode 0600); see `secrets.rs`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use crate::secrets::Secrets;
+
+/// Default port of the reference PDS.
+pub const DEFAULT_PORT: u16 = 2583;
+/// Reference default for `PDS_BLOB_UPLOAD_LIMIT` (5 MiB).
+pub const DEFAULT_BLOB_UPLOAD_LIMIT: u64 = 5 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} must be {expected}, found {found:?}")]
+    Invalid { name: &'static str, expected: &'static str, found: String },
+    #[error("data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::SecretsError),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub hostname: String,
+    pub port: u16,
+    pub bind: SocketAddr,
+    pub public_url: String,
+    pub service_did: String,
+    pub data_directory: PathBuf,
+    pub service_handle_domains: Vec<String>,
+    pub invite_required: bool,
+    pub blob_upload_limit: u64,
+    pub privacy_policy_url: Option<String>,
+    pub terms_of_service_url: Option<String>,
+    pub contact_email_address: Option<String>,
+    pub dev_mode: bool,
+    pub secrets: Secrets,
+}
+
+/// Where configuration values come from: the process environment, or a map in tests.
+pub trait Env {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+pub struct ProcessEnv;
+impl Env for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl Env for HashMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        HashMap::get(self, name).cloned().filter(|v| !v.trim().is_empty())
+    }
+}
+
+fn parse_bool(name: &'static str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(ConfigError::Invalid { name, expected: "true or false", found: v.to_string() }),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(name: &'static str, v: &str) -> Result<T, ConfigError> {
+    v.trim()
+        .parse()
+        .map_err(|_| ConfigError::Invalid { name, expected: "a non-negative integer", found: v.to_string() })
+}
+
+fn is_local(hostname: &str) -> bool {
+    hostname == "localhost" || hostname.ends_with(".localhost") || hostname.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+impl Config {
+    /// Reads the configuration, creating the data directory and generating missing secrets.
+    pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
+        let hostname = env.get("PDS_HOSTNAME").unwrap_or_else(|| "localhost".to_string());
+        let port = match env.get("PDS_PORT") {
+            Some(v) => parse_num("PDS_PORT", &v)?,
+            None => DEFAULT_PORT,
+        };
+        let local = is_local(&hostname);
+        // The reference PDS listens on every interface; a localhost-only server should not.
+        let bind_ip = match env.get("PDS_BIND_ADDRESS") {
+            Some(v) => v.trim().parse::<IpAddr>().map_err(|_| ConfigError::Invalid {
+                name: "PDS_BIND_ADDRESS",
+                expected: "an IP address",
+                found: v.clone(),
+            })?,
+            None if local => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        };
+        let dev_mode = match env.get("PDS_DEV_MODE") {
+            Some(v) => parse_bool("PDS_DEV_MODE", &v)?,
+            None => local,
+        };
+        let public_url = if local {
+            format!("http://{hostname}:{port}")
+        } else {
+            format!("https://{hostname}")
+        };
+        let service_did = env.get("PDS_SERVICE_DID").unwrap_or_else(|| {
+            if local {
+                format!("did:web:{hostname}%3A{port}")
+            } else {
+                format!("did:web:{hostname}")
+            }
+        });
+        if !domain::syntax::is_valid_did(&service_did) {
+            return Err(ConfigError::Invalid { name: "PDS_SERVICE_DID", expected: "a DID", found: service_did });
+        }
+        let data_directory =
+            PathBuf::from(env.get("PDS_DATA_DIRECTORY").unwrap_or_else(|| "./pds-data".to_string()));
+        std::fs::create_dir_all(&data_directory).map_err(|source| ConfigError::DataDir {
+            path: data_directory.display().to_string(),
+            source,
+        })?;
+        let service_handle_domains = match env.get("PDS_SERVICE_HANDLE_DOMAINS") {
+            Some(v) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(|d| if d.starts_with('.') { d.to_string() } else { format!(".{d}") })
+                .collect(),
+            None if local => vec![".test".to_string()],
+            None => vec![format!(".{hostname}")],
+        };
+        let invite_required = match env.get("PDS_INVITE_REQUIRED") {
+            Some(v) => parse_bool("PDS_INVITE_REQUIRED", &v)?,
+            None => true,
+        };
+        let blob_upload_limit = match env.get("PDS_BLOB_UPLOAD_LIMIT") {
+            Some(v) => parse_num("PDS_BLOB_UPLOAD_LIMIT", &v)?,
+            None => DEFAULT_BLOB_UPLOAD_LIMIT,
+        };
+        let secrets = Secrets::load_or_generate(env, &data_directory)?;
+        Ok(Config {
+            bind: SocketAddr::new(bind_ip, port),
+            hostname,
+            port,
+            public_url,
+            service_did,
+            data_directory,
+            service_handle_domains,
+            invite_required,
+            blob_upload_limit,
+            privacy_policy_url: env.get("PDS_PRIVACY_POLICY_URL"),
+            terms_of_service_url: env.get("PDS_TERMS_OF_SERVICE_URL"),
+            contact_email_address: env.get("PDS_CONTACT_EMAIL_ADDRESS"),
+            dev_mode,
+            secrets,
+        })
+    }
+}

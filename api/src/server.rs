@@ -1,0 +1,117 @@
+//! The HTTP server: router, state and the basic routes (`/`, `/robots.txt`, `/xrpc/_health`,
+//! `com.atproto.server.describeServer`). Unknown XRPC methods answer `MethodNotImplemented`.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::config::Config;
+use crate::xrpc::XrpcError;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+}
+
+pub fn router(config: Config) -> Router {
+    let state = AppState { config: Arc::new(config) };
+    Router::new()
+        .route("/", get(banner))
+        .route("/robots.txt", get(robots))
+        .route("/xrpc/_health", get(health))
+        .route("/xrpc/com.atproto.server.describeServer", get(describe_server))
+        .route("/xrpc/{nsid}", axum::routing::any(unknown_method))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn banner() -> &'static str {
+    "This is an AT Protocol Personal Data Server (PDS)\n\nMost API routes are under /xrpc/\n"
+}
+
+async fn robots() -> &'static str {
+    "# Hello!\n\n# Crawling the public API is allowed\nUser-agent: *\nAllow: /\n"
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "version": VERSION }))
+}
+
+async fn describe_server(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let c = &state.config;
+    let mut links = serde_json::Map::new();
+    if let Some(u) = &c.privacy_policy_url {
+        links.insert("privacyPolicy".into(), json!(u));
+    }
+    if let Some(u) = &c.terms_of_service_url {
+        links.insert("termsOfService".into(), json!(u));
+    }
+    let mut contact = serde_json::Map::new();
+    if let Some(e) = &c.contact_email_address {
+        contact.insert("email".into(), json!(e));
+    }
+    Json(json!({
+        "did": c.service_did,
+        "availableUserDomains": c.service_handle_domains,
+        "inviteCodeRequired": c.invite_required,
+        "phoneVerificationRequired": false,
+        "links": links,
+        "contact": contact,
+    }))
+}
+
+async fn unknown_method(method: Method, req: Request) -> Response {
+    let nsid = req.uri().path().trim_start_matches("/xrpc/");
+    if !domain::syntax::is_valid_nsid(nsid) {
+        return XrpcError::invalid_request(format!("invalid xrpc path: {nsid} is not an NSID")).into_response();
+    }
+    if method != Method::GET && method != Method::POST && method != Method::HEAD {
+        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, POST")]).into_response();
+    }
+    XrpcError::method_not_implemented().into_response()
+}
+
+async fn not_found() -> XrpcError {
+    XrpcError::not_found()
+}
+
+/// Binds and serves until ctrl-c / SIGTERM.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let bind = config.bind;
+    let listener = tokio::net::TcpListener::bind(bind).await?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        "pds {VERSION} listening on http://{local} (public URL {}, data directory {}, secrets in {})",
+        config.public_url,
+        config.data_directory.display(),
+        config.secrets.file.display()
+    );
+    axum::serve(listener, router(config)).with_graceful_shutdown(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,96 @@
+//! Starting and stopping real `pds` processes on free ports with private data directories.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of the `pds` binary built for this profile (`$PDS_BIN` overrides).
+pub fn pds_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("PDS_BIN") {
+        return PathBuf::from(p);
+    }
+    // <target>/<profile>/deps/integration-<hash> -> <target>/<profile>/pds
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target profile dir");
+    let bin = profile_dir.join("pds");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first (`cargo build -p api --bin pds`, which scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `pds ARGS` to completion.
+pub fn pds(args: &[&str]) -> Output {
+    Command::new(pds_bin()).args(args).output().expect("run pds")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `pds serve`, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Starts `pds serve` in a fresh temporary directory with only `PDS_PORT` set (plus `extra`).
+    pub async fn start(extra: &[(&str, &str)]) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = Server::start_in(tmp.path(), extra).await;
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts `pds serve` with `dir` as its working directory (so the default `./pds-data` lands there).
+    pub async fn start_in(dir: &Path, extra: &[(&str, &str)]) -> Server {
+        let port = free_port();
+        let mut cmd = Command::new(pds_bin());
+        cmd.arg("serve").current_dir(dir).stdout(Stdio::null()).stderr(Stdio::piped());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("PDS_") && k != "PDS_BIN" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("PDS_PORT", port.to_string());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let server = Server { child, url, data_dir: dir.join("pds-data"), _tmp: None };
+        server.wait_healthy().await;
+        server
+    }
+
+    async fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = reqwest::Client::new();
+        loop {
+            if let Ok(r) = client.get(format!("{}/xrpc/_health", self.url)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "pds did not become healthy at {}", self.url);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn xrpc(&self, nsid: &str) -> String {
+        format!("{}/xrpc/{nsid}", self.url)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,6 @@
+//! One integration test binary: drives the real `pds` binary (HTTP in, files and exit codes out).
+//! `scripts/test` builds the binary first; the harness finds it next to this test executable.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+mod serve;

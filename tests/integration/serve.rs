@@ -1,0 +1,92 @@
+//! `pds serve` with no configuration: starts, answers health and describeServer, keeps its
+//! generated secrets private and stable across restarts.
+
+use crate::harness::Server;
+use serde_json::Value;
+
+#[tokio::test]
+async fn zero_config_serve_answers_health_and_describe_server() {
+    let server = Server::start(&[]).await;
+    let health: Value = reqwest::get(server.xrpc("_health")).await.unwrap().json().await.unwrap();
+    assert!(health["version"].is_string(), "{health}");
+
+    let r = reqwest::get(server.xrpc("com.atproto.server.describeServer")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let d: Value = r.json().await.unwrap();
+    assert!(domain::syntax::is_valid_did(d["did"].as_str().unwrap()), "{d}");
+    assert_eq!(d["availableUserDomains"], serde_json::json!([".test"]));
+    assert_eq!(d["inviteCodeRequired"], true);
+    assert!(d["links"].is_object() && d["contact"].is_object(), "{d}");
+}
+
+#[tokio::test]
+async fn describe_server_reflects_pds_settings() {
+    let server = Server::start(&[
+        ("PDS_SERVICE_HANDLE_DOMAINS", ".example.com,other.test"),
+        ("PDS_INVITE_REQUIRED", "false"),
+        ("PDS_PRIVACY_POLICY_URL", "https://example.com/privacy"),
+        ("PDS_CONTACT_EMAIL_ADDRESS", "admin@example.com"),
+        ("PDS_SERVICE_DID", "did:web:pds.example.com"),
+    ])
+    .await;
+    let d: Value =
+        reqwest::get(server.xrpc("com.atproto.server.describeServer")).await.unwrap().json().await.unwrap();
+    assert_eq!(d["did"], "did:web:pds.example.com");
+    assert_eq!(d["availableUserDomains"], serde_json::json!([".example.com", ".other.test"]));
+    assert_eq!(d["inviteCodeRequired"], false);
+    assert_eq!(d["links"]["privacyPolicy"], "https://example.com/privacy");
+    assert_eq!(d["contact"]["email"], "admin@example.com");
+}
+
+#[tokio::test]
+async fn secrets_are_generated_once_with_private_permissions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = {
+        let server = Server::start_in(tmp.path(), &[]).await;
+        let path = server.data_dir.join("secrets.env");
+        let meta = std::fs::metadata(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for name in ["PDS_JWT_SECRET=", "PDS_ADMIN_PASSWORD=", "PDS_PLC_ROTATION_KEY_K256_PRIVATE_KEY_HEX=", "PDS_DPOP_SECRET="] {
+            assert!(text.contains(name), "{name} missing from secrets.env");
+        }
+        text
+    };
+    let _again = Server::start_in(tmp.path(), &[]).await;
+    let second = std::fs::read_to_string(tmp.path().join("pds-data/secrets.env")).unwrap();
+    assert_eq!(first, second, "secrets must be kept, not regenerated");
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_xrpc_methods_get_xrpc_errors() {
+    let server = Server::start(&[]).await;
+    let cases = [
+        ("com.example.doesNotExist", 501, "MethodNotImplemented"),
+        ("not-an-nsid", 400, "InvalidRequest"),
+    ];
+    for (nsid, status, error) in cases {
+        let r = reqwest::get(server.xrpc(nsid)).await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{nsid}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], error, "{nsid}: {body}");
+        assert!(body["message"].is_string());
+    }
+}
+
+#[tokio::test]
+async fn invalid_settings_fail_with_a_clear_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(crate::harness::pds_bin())
+        .arg("serve")
+        .current_dir(tmp.path())
+        .env("PDS_PORT", "not-a-port")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("PDS_PORT"), "{err}");
+}
