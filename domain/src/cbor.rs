@@ -383,6 +383,16 @@ pub(crate) fn read_cid(rest: &mut &[u8]) -> Result<Cid, CborError> {
     if rest.first() == Some(&0x12) {
         return Err(CborError::InvalidCid("CIDv0 is not allowed"));
     }
+    // Fast path: the blessed atproto form, CIDv1 (dag-cbor or raw) sha2-256.
+    if let Some((&[0x01, codec @ (0x71 | 0x55), 0x12, 0x20], tail)) = rest.split_first_chunk::<4>()
+    {
+        if let Some((digest, tail)) = tail.split_first_chunk::<32>() {
+            if let Ok(mh) = cid::multihash::Multihash::<64>::wrap(SHA2_256, digest) {
+                *rest = tail;
+                return Ok(Cid::new_v1(u64::from(codec), mh));
+            }
+        }
+    }
     let before = rest.len();
     let cid =
         Cid::read_bytes(&mut *rest).map_err(|_| CborError::InvalidCid("malformed CID bytes"))?;
@@ -671,6 +681,19 @@ mod tests {
             hex(&encode(&Ipld::Link(empty)).unwrap()),
             format!("d82a5825{CID_HEX}")
         );
+        // Fast-path (sha2-256 dag-cbor/raw) and general CID parsing agree with the cid crate.
+        let sha512 = cid::multihash::Multihash::<64>::wrap(0x13, &[7u8; 64]).unwrap();
+        for c in [
+            empty,
+            cid_for(RAW, b"blob"),
+            Cid::new_v1(0x70, sha512),
+            Cid::new_v1(RAW, sha512),
+        ] {
+            let bytes = encode(&Ipld::Link(c)).unwrap();
+            assert_eq!(decode(&bytes).unwrap(), Ipld::Link(c));
+            let raw = c.to_bytes();
+            assert_eq!(read_cid(&mut &raw[..]).unwrap(), c);
+        }
         let long = "x".repeat(300);
         let (v, used) =
             decode_prefix(&[encode(&Ipld::String(long.clone())).unwrap(), vec![0xff]].concat())
