@@ -42,3 +42,6 @@ for hexs in ["a0", "80", "f6", "f5", "00", "17", "1818", "20", "3bffffffffffffff
 for target, n in sorted(counts.items()):
     print(f"{target}: {n} seeds")
 PY
+# Real MST exports built by the domain crate itself (valid hashes, pre-order node blocks).
+(cd "$here" && CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$here/target}" cargo run -q --release --example mst_seed -- "$here/corpus")
+ls "$here/corpus" | while read -r t; do echo "$t: $(ls "$here/corpus/$t" | wc -l) files"; done
