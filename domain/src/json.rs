@@ -23,7 +23,9 @@ const B64: GeneralPurpose = GeneralPurpose::new(
     &STANDARD,
     GeneralPurposeConfig::new()
         .with_encode_padding(false)
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        // Lenient like the reference (JS) decoders: the lexicon fixtures carry "123".
+        .with_decode_allow_trailing_bits(true),
 );
 
 /// Why a value is not valid under the atproto data model.
