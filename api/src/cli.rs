@@ -3,10 +3,12 @@
 //! shell would.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::car_tools;
 use crate::config::{Config, ProcessEnv};
 
 #[derive(Parser, Debug)]
@@ -20,6 +22,27 @@ struct Cli {
 enum Command {
     /// Start the server (configuration from PDS_* environment variables).
     Serve,
+    /// Inspect, verify and compare repository CAR files.
+    #[command(subcommand)]
+    Car(CarCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum CarCommand {
+    /// Print the root, the commit and the record count per collection (JSON).
+    Inspect { file: PathBuf },
+    /// Check the commit signature, the MST structure and that every record is present.
+    Verify {
+        file: PathBuf,
+        /// The DID the commit must belong to.
+        #[arg(long)]
+        did: Option<String>,
+        /// The did:key the commit must be signed with.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// JSON diff of B against A: created_nodes, deleted_nodes, record_ops, proof_nodes.
+    Diff { a: PathBuf, b: PathBuf },
 }
 
 pub fn main() -> ExitCode {
@@ -47,6 +70,24 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
                 1
             }
         },
+        Command::Car(cmd) => {
+            let (name, result) = match &cmd {
+                CarCommand::Inspect { file } => ("inspect", car_tools::inspect(file)),
+                CarCommand::Verify { file, did, key } => ("verify", car_tools::verify(file, did.as_deref(), key.as_deref())),
+                CarCommand::Diff { a, b } => ("diff", car_tools::diff(a, b)),
+            };
+            match result {
+                Ok(report) => {
+                    let text = serde_json::to_string_pretty(&report).unwrap_or_else(|_| report.to_string());
+                    let _ = writeln!(out, "{text}");
+                    0
+                }
+                Err(e) => {
+                    let _ = writeln!(err, "pds car {name}: {e}");
+                    1
+                }
+            }
+        }
     }
 }
 

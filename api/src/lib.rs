@@ -1,6 +1,7 @@
 //! `api`: the only crate that knows HTTP, XRPC JSON shapes and the command line.
 //! It never decides domain rules itself: it parses, calls `domain`/`commands`, and renders.
 
+pub mod car_tools;
 pub mod cli;
 pub mod config;
 pub mod secrets;

@@ -23,7 +23,6 @@ pub fn pds_bin() -> PathBuf {
 }
 
 /// Runs `pds ARGS` to completion.
-#[allow(dead_code)]
 pub fn pds(args: &[&str]) -> Output {
     Command::new(pds_bin()).args(args).output().expect("run pds")
 }
