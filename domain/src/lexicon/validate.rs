@@ -126,6 +126,23 @@ impl Path<'_> {
     }
 }
 
+/// `len` within `[min, max]` (either bound optional), else `TooShort`/`TooLong` in `unit`.
+fn check_length(
+    path: &Path<'_>,
+    len: u64,
+    min: Option<u64>,
+    max: Option<u64>,
+    unit: &'static str,
+) -> Result<(), ValidationError> {
+    if let Some(max) = max.filter(|&max| len > max) {
+        return fail(path, Problem::TooLong { max, unit });
+    }
+    if let Some(min) = min.filter(|&min| len < min) {
+        return fail(path, Problem::TooShort { min, unit });
+    }
+    Ok(())
+}
+
 pub(crate) fn fail<T>(path: &Path<'_>, problem: Problem) -> Result<T, ValidationError> {
     Err(ValidationError {
         path: path.to_string(),
@@ -314,55 +331,18 @@ fn check_string(path: &Path<'_>, def: &StringDef, value: &Ipld) -> VResult {
         }
     }
     let bytes = s.len() as u64;
-    if let Some(max) = def.max_length {
-        if bytes > max {
-            return fail(
-                path,
-                Problem::TooLong {
-                    max,
-                    unit: "characters",
-                },
-            );
-        }
-    }
-    if let Some(min) = def.min_length {
-        if bytes < min {
-            return fail(
-                path,
-                Problem::TooShort {
-                    min,
-                    unit: "characters",
-                },
-            );
-        }
-    }
+    check_length(path, bytes, def.min_length, def.max_length, "characters")?;
     // A grapheme is at least one byte: skip counting when the byte length already decides.
     let needs_max = def.max_graphemes.is_some_and(|max| bytes > max);
-    let needs_min = def.min_graphemes.is_some();
-    if needs_max || needs_min {
+    if needs_max || def.min_graphemes.is_some() {
         let graphemes = s.graphemes(true).count() as u64;
-        if let Some(max) = def.max_graphemes {
-            if graphemes > max {
-                return fail(
-                    path,
-                    Problem::TooLong {
-                        max,
-                        unit: "graphemes",
-                    },
-                );
-            }
-        }
-        if let Some(min) = def.min_graphemes {
-            if graphemes < min {
-                return fail(
-                    path,
-                    Problem::TooShort {
-                        min,
-                        unit: "graphemes",
-                    },
-                );
-            }
-        }
+        check_length(
+            path,
+            graphemes,
+            def.min_graphemes,
+            def.max_graphemes,
+            "graphemes",
+        )?;
     }
     if let Some(format) = def.format {
         if !format_ok(format, s) {
@@ -392,18 +372,13 @@ fn check_bytes(path: &Path<'_>, def: &BytesDef, value: &Ipld) -> VResult {
     let Ipld::Bytes(b) = value else {
         return fail(path, Problem::WrongType("bytes"));
     };
-    let n = b.len() as u64;
-    if let Some(max) = def.max_length {
-        if n > max {
-            return fail(path, Problem::TooLong { max, unit: "bytes" });
-        }
-    }
-    if let Some(min) = def.min_length {
-        if n < min {
-            return fail(path, Problem::TooShort { min, unit: "bytes" });
-        }
-    }
-    Ok(())
+    check_length(
+        path,
+        b.len() as u64,
+        def.min_length,
+        def.max_length,
+        "bytes",
+    )
 }
 
 fn check_blob(path: &Path<'_>, def: &BlobDef, value: &Ipld) -> VResult {
