@@ -37,7 +37,9 @@ pub(crate) async fn open(
     options: &Options,
 ) -> Result<(PgConnection, PgPool), LogError> {
     let mut writer = connect.connect().await?;
-    migrator().run(&mut writer).await?;
+    // run_direct, not run: run(&mut conn) makes this future not provably Send (sqlx's
+    // "Acquire is not general enough"), which would stop callers from spawning open().
+    migrator().run_direct(&mut writer).await?;
     let pool = PgPoolOptions::new()
         // + 1: the LISTEN connection lives in the pool.
         .max_connections(options.read_connections.max(1) + 1)

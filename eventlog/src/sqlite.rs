@@ -48,7 +48,9 @@ pub(crate) async fn open(
         .create_if_missing(true)
         .connect()
         .await?;
-    migrator().run(&mut writer).await?;
+    // run_direct, not run: run(&mut conn) makes this future not provably Send (sqlx's
+    // "Acquire is not general enough"), which would stop callers from spawning open().
+    migrator().run_direct(&mut writer).await?;
     let pool = SqlitePoolOptions::new()
         .max_connections(options.read_connections.max(1))
         .connect_with(connect_options(path, options))

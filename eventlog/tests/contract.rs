@@ -513,3 +513,17 @@ async fn killed_writer_loses_no_acknowledged_event(b: Backend) {
     assert_eq!(next[0].seq, Some(head.seq + 1));
     assert!(next[0].seq > Some(max_acked_seq));
 }
+
+/// Callers spawn these (axum handlers, background tasks): every future must be `Send`.
+#[allow(dead_code)]
+fn futures_are_send(log: EventLog) {
+    fn send<T: Send + 'static>(_: T) {}
+    send(async { EventLog::open("sqlite:x").await });
+    send(async move {
+        let _ = log.append(vec![]).await;
+        let _ = log.purge_did("did:plc:x", &[]).await;
+        let _ = log.read_all(0, 1).await;
+        let _ = log.head().await;
+        log.tail(0)
+    });
+}
