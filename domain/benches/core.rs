@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use domain::car::{self, CarReadOptions, CarReader, CarWriter};
 use domain::cbor::{self, Cid, Ipld};
+use domain::commit::{Commit, UnsignedCommit};
 use domain::crypto::{KeyType, Keypair};
 use domain::mst::{self, BlockMap, Mst, NoBlocks};
+use domain::syntax::Did;
 use domain::tid::Tid;
 
 const DID: &str = "did:plc:ewvi7nxzyoun6zhxrhs64oiz";
@@ -277,48 +279,33 @@ fn main() {
         ),
     );
 
-    // ---- commit signing (K256)
+    // ---- commit signing (K256), through domain::commit
     let key = Keypair::from_private_bytes(KeyType::K256, &[7u8; 32]).unwrap();
-    let unsigned = |rev: &str| {
-        map(vec![
-            ("did", Ipld::String(DID.into())),
-            ("version", Ipld::Integer(3)),
-            ("data", Ipld::Link(root)),
-            ("rev", Ipld::String(rev.into())),
-            ("prev", Ipld::Null),
-        ])
+    let did = Did::parse(DID).unwrap();
+    let rev = Tid::from_parts(t0 + n * 2000, 7);
+    let sign = || {
+        UnsignedCommit::new(did.clone(), root, rev)
+            .sign(&key)
+            .unwrap()
+            .encode_with_cid()
+            .unwrap()
     };
-    let sign = |rev: &str| {
-        let Ipld::Map(mut m) = unsigned(rev) else {
-            unreachable!()
-        };
-        let sig = key.sign(&cbor::encode(&Ipld::Map(m.clone())).unwrap());
-        m.insert("sig".into(), Ipld::Bytes(sig.to_vec()));
-        cbor::encode_with_cid(&Ipld::Map(m)).unwrap()
-    };
-    let rev = Tid::from_parts(t0 + n * 2000, 7).as_str();
     let sign_t = per_op(50, 11, || {
-        black_box(sign(&rev));
+        black_box(sign());
     });
     row(
-        "commit sign K256 (encode + sign + encode + CID)",
+        "commit sign K256 (sign + encode_with_cid)",
         &us(sign_t),
         "median of 11 batches of 50",
     );
-    let (commit_cid, commit_bytes) = sign(&rev);
+    let (commit_cid, commit_bytes) = sign();
     let public = key.public_key();
-    let Ipld::Map(mut signed) = cbor::decode(&commit_bytes).unwrap() else {
-        unreachable!()
-    };
-    let Some(Ipld::Bytes(sig)) = signed.remove("sig") else {
-        unreachable!()
-    };
-    let unsigned_bytes = cbor::encode(&Ipld::Map(signed)).unwrap();
     let verify_t = per_op(50, 11, || {
-        public.verify(&unsigned_bytes, &sig).unwrap();
+        let c = Commit::decode(black_box(&commit_bytes)).unwrap();
+        c.verify(&public).unwrap();
     });
     row(
-        "commit verify K256 (signature only)",
+        "commit verify K256 (Commit::decode + verify)",
         &us(verify_t),
         "median of 11 batches of 50",
     );
