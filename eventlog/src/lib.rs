@@ -289,10 +289,10 @@ impl EventLog {
 
     /// Opens (creating if missing) a SQLite log file and applies migrations.
     pub async fn open_sqlite(path: &Path, options: Options) -> Result<Self, LogError> {
-        let (conn, pool) = sqlite::open(path, &options).await?;
+        let (conn, reconnect, pool) = sqlite::open(path, &options).await?;
         let head = sqlite::head(&pool).await?;
         Ok(Self::start(
-            writer::Conn::Sqlite(conn),
+            writer::Conn::Sqlite(conn, reconnect),
             Reader::Sqlite(pool),
             head.position,
             options,
@@ -302,10 +302,10 @@ impl EventLog {
     /// Connects to Postgres and applies migrations (under sqlx's advisory lock, so many nodes
     /// may start at once).
     pub async fn open_postgres(connect: PgConnectOptions, options: Options) -> Result<Self, LogError> {
-        let (conn, pool) = postgres::open(connect, &options).await?;
+        let (conn, reconnect, pool) = postgres::open(connect, &options).await?;
         let head = postgres::head(&pool).await?;
         Ok(Self::start(
-            writer::Conn::Postgres(conn),
+            writer::Conn::Postgres(conn, reconnect),
             Reader::Postgres(pool),
             head.position,
             options,

@@ -35,7 +35,7 @@ fn migrator() -> Migrator {
 pub(crate) async fn open(
     connect: PgConnectOptions,
     options: &Options,
-) -> Result<(PgConnection, PgPool), LogError> {
+) -> Result<(PgConnection, PgConnectOptions, PgPool), LogError> {
     let mut writer = connect.connect().await?;
     // run_direct, not run: run(&mut conn) makes this future not provably Send (sqlx's
     // "Acquire is not general enough"), which would stop callers from spawning open().
@@ -43,9 +43,9 @@ pub(crate) async fn open(
     let pool = PgPoolOptions::new()
         // + 1: the LISTEN connection lives in the pool.
         .max_connections(options.read_connections.max(1) + 1)
-        .connect_with(connect)
+        .connect_with(connect.clone())
         .await?;
-    Ok((writer, pool))
+    Ok((writer, connect, pool))
 }
 
 pub(crate) async fn commit_group(

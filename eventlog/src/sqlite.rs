@@ -43,7 +43,7 @@ fn connect_options(path: &Path, options: &Options) -> SqliteConnectOptions {
 pub(crate) async fn open(
     path: &Path,
     options: &Options,
-) -> Result<(SqliteConnection, SqlitePool), LogError> {
+) -> Result<(SqliteConnection, SqliteConnectOptions, SqlitePool), LogError> {
     let mut writer = connect_options(path, options)
         .create_if_missing(true)
         .connect()
@@ -55,7 +55,7 @@ pub(crate) async fn open(
         .max_connections(options.read_connections.max(1))
         .connect_with(connect_options(path, options))
         .await?;
-    Ok((writer, pool))
+    Ok((writer, connect_options(path, options), pool))
 }
 
 pub(crate) async fn commit_group(

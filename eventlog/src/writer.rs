@@ -7,7 +7,9 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use sqlx::{PgConnection, SqliteConnection};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{postgres, sqlite, AppendError, Counters, Envelope, Inline, LogError, StreamAppend};
@@ -27,9 +29,33 @@ pub(crate) enum Job {
     },
 }
 
+/// The writer's connection and how to make it again.
 pub(crate) enum Conn {
-    Sqlite(SqliteConnection),
-    Postgres(PgConnection),
+    Sqlite(SqliteConnection, SqliteConnectOptions),
+    Postgres(PgConnection, PgConnectOptions),
+}
+
+impl Conn {
+    /// After a database error: if the connection is dead (server restart, network), replace it
+    /// so the log recovers without being reopened. Best effort; retried after the next failure.
+    async fn heal(&mut self) {
+        match self {
+            Conn::Sqlite(c, opts) => {
+                if c.ping().await.is_err() {
+                    if let Ok(fresh) = opts.connect().await {
+                        *c = fresh;
+                    }
+                }
+            }
+            Conn::Postgres(c, opts) => {
+                if c.ping().await.is_err() {
+                    if let Ok(fresh) = opts.connect().await {
+                        *c = fresh;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// What a group commit reports: per request its outcome, and the new head position if committed.
@@ -57,9 +83,12 @@ pub(crate) async fn run(
         let first = match first {
             Job::Purge { did, keep, reply } => {
                 let r = match &mut conn {
-                    Conn::Sqlite(c) => sqlite::purge(c, &did, &keep).await,
-                    Conn::Postgres(c) => postgres::purge(c, &did, &keep).await,
+                    Conn::Sqlite(c, _) => sqlite::purge(c, &did, &keep).await,
+                    Conn::Postgres(c, _) => postgres::purge(c, &did, &keep).await,
                 };
+                if r.is_err() {
+                    conn.heal().await;
+                }
                 let _ = reply.send(r);
                 continue;
             }
@@ -84,9 +113,14 @@ pub(crate) async fn run(
             work.push((job.batch, job.inline));
         }
         let outcome = match &mut conn {
-            Conn::Sqlite(c) => sqlite::commit_group(c, work).await,
-            Conn::Postgres(c) => postgres::commit_group(c, work).await,
+            Conn::Sqlite(c, _) => sqlite::commit_group(c, work).await,
+            Conn::Postgres(c, _) => postgres::commit_group(c, work).await,
         };
+        if outcome.committed_head.is_none()
+            && outcome.results.iter().any(|r| matches!(r, Err(AppendError::Log(_))))
+        {
+            conn.heal().await;
+        }
         if let Some(pos) = outcome.committed_head {
             let ok: Vec<&Vec<Envelope>> = outcome.results.iter().filter_map(|r| r.as_ref().ok()).collect();
             counters.transactions.fetch_add(1, Ordering::Relaxed);

@@ -527,3 +527,35 @@ fn futures_are_send(log: EventLog) {
         log.tail(0)
     });
 }
+
+/// Postgres only: the server drops every connection (restart, failover); the log recovers
+/// without being reopened, and numbering continues.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_writer_reconnects_after_connections_are_killed() {
+    let b = Backend::postgres().await;
+    let log = b.open().await;
+    log.append(one("s/1", ExpectedVersion::Any, vec![ev("t", 1).public()])).await.unwrap();
+    let Backend::Postgres { admin, name, .. } = &b else { unreachable!() };
+    let mut admin_conn = sqlx::PgConnection::connect(admin).await.unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(name)
+    .fetch_all(&mut admin_conn)
+    .await
+    .unwrap();
+    assert!(!killed.is_empty());
+    let mut tail = Box::pin(log.tail(1));
+    let mut appended = None;
+    for _ in 0..5 {
+        // The first attempt may fail on the dead connection; the writer then reconnects.
+        if let Ok(e) = log.append(one("s/1", ExpectedVersion::Any, vec![ev("t", 2).public()])).await {
+            appended = Some(e);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let e = appended.expect("writer never recovered");
+    assert_eq!((e[0].position, e[0].seq), (2, Some(2)));
+    assert_eq!(next_within(&mut tail, Duration::from_secs(5)).await.unwrap().position, 2);
+}
