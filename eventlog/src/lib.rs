@@ -278,6 +278,10 @@ impl EventLog {
     /// Opens `sqlite:<path>` (also `sqlite://<path>`) or `postgres://...` / `postgresql://...`.
     pub async fn open(url: &str) -> Result<Self, LogError> {
         if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            if path.is_empty() || path.starts_with(":memory:") {
+                // Each connection would get its own empty database: use a file (e.g. a temp dir).
+                return Err(LogError::UnsupportedUrl(url.to_owned()));
+            }
             Self::open_sqlite(Path::new(path), Options::default()).await
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts: PgConnectOptions = url.parse()?;

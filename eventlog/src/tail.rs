@@ -2,7 +2,7 @@
 //! `position > cursor` in order, and positions become visible in order (see README.md). It wakes
 //! on a shared `watch` of the highest committed position, fed by this process's writer, by one
 //! poller per `EventLog` (reads `log_head`; the cross-process signal on SQLite) and on Postgres by
-//! LISTEN/NOTIFY; it also re-reads on its own every poll interval in case all of those stall.
+//! LISTEN/NOTIFY; it also re-reads on its own every max(4 x poll interval, 1 s) in case all of those stall.
 
 use std::time::Duration;
 
@@ -17,7 +17,9 @@ pub(crate) fn tail(log: EventLog, after: i64) -> impl Stream<Item = Result<Envel
     async_stream::try_stream! {
         let mut cursor = after;
         let mut head = log.inner.head.clone();
-        let fallback = log.inner.poll_interval.max(Duration::from_millis(10)) * 4;
+        // Only a safety net (the shared poller and NOTIFY do the waking): kept long so that many
+        // idle tails do not each hit the database.
+        let fallback = (log.inner.poll_interval * 4).max(Duration::from_secs(1));
         loop {
             let page = log.read_all(cursor, PAGE).await?;
             if page.is_empty() {
