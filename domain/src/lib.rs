@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod json;
 pub mod lexicon;
 pub mod mst;
+pub mod plc;
 pub mod syntax;
 pub mod tid;
 
