@@ -6,6 +6,7 @@
 //! lock upgrade. Never writes outside the writer connection.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::path::Path;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -80,20 +81,30 @@ async fn apply(
     seq: &mut i64,
     recorded_at: i64,
 ) -> Result<Vec<Envelope>, AppendError> {
-    let mut out = Vec::new();
-    for append in batch {
-        let actual: i64 = sqlx::query_scalar("SELECT version FROM streams WHERE stream = ?")
-            .bind(&append.stream)
-            .fetch_optional(&mut *conn)
-            .await?
-            .unwrap_or(0);
+    // Check every expected version before writing anything (a conflict leaves nothing to undo).
+    let mut seen: HashMap<&str, i64> = HashMap::new();
+    let mut actuals = Vec::with_capacity(batch.len());
+    for append in &batch {
+        let actual = match seen.get(append.stream.as_str()) {
+            Some(v) => *v,
+            None => sqlx::query_scalar("SELECT version FROM streams WHERE stream = ?")
+                .bind(&append.stream)
+                .fetch_optional(&mut *conn)
+                .await?
+                .unwrap_or(0),
+        };
         if !append.expected.admits(actual) {
             return Err(AppendError::Conflict {
-                stream: append.stream,
+                stream: append.stream.clone(),
                 expected: append.expected,
                 actual,
             });
         }
+        seen.insert(&append.stream, actual + append.events.len() as i64);
+        actuals.push(actual);
+    }
+    let mut out = Vec::new();
+    for (append, actual) in batch.into_iter().zip(actuals) {
         if append.events.is_empty() {
             continue;
         }

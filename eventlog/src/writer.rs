@@ -175,7 +175,11 @@ macro_rules! commit_group_body {
         let savepoints = n > 1;
         let mut results = Vec::with_capacity(n);
         for (batch, inline) in work {
-            if savepoints {
+            // `apply` checks every expected version before it writes anything, so a conflict
+            // leaves nothing to undo; only inline work (which may fail after writing) needs a
+            // savepoint when other requests share the transaction.
+            let guarded = savepoints && inline.is_some();
+            if guarded {
                 if let Err(e) = sqlx::query("SAVEPOINT request").execute(&mut *tx).await {
                     return fail_all(&e, n);
                 }
@@ -189,15 +193,19 @@ macro_rules! commit_group_body {
             if let Err(e) = inline_result {
                 outcome = Err(crate::AppendError::Inline(e));
             }
-            if outcome.is_err() {
+            if let Err(err) = &outcome {
                 (position, seq) = before;
-                if savepoints {
+                if guarded {
                     if let Err(e) = sqlx::query("ROLLBACK TO SAVEPOINT request").execute(&mut *tx).await {
                         return fail_all(&e, n);
                     }
+                } else if savepoints && matches!(err, crate::AppendError::Log(_)) {
+                    // A database error part-way through writes we cannot undo alone.
+                    let e = sqlx::Error::Protocol(format!("a request in the group failed: {err}"));
+                    return fail_all(&e, n);
                 }
             }
-            if savepoints {
+            if guarded {
                 if let Err(e) = sqlx::query("RELEASE SAVEPOINT request").execute(&mut *tx).await {
                     return fail_all(&e, n);
                 }

@@ -220,6 +220,25 @@ async fn batch_is_all_or_nothing(b: Backend) {
     assert_eq!(log.stream_version("s/2").await.unwrap(), 0);
     let next = log.append(one("s/2", ExpectedVersion::NoStream, vec![ev("t", 4).public()])).await.unwrap();
     assert_eq!((next[0].position, next[0].seq), (2, Some(1)), "failed batch burned no number");
+
+    // The same inside a group commit: the failing request shares a transaction with others.
+    let bad = vec![
+        StreamAppend::new("s/3", ExpectedVersion::NoStream, vec![ev("t", 5).public()]),
+        StreamAppend::new("s/3", ExpectedVersion::Exact(1), vec![ev("t", 6)]),
+        StreamAppend::new("s/1", ExpectedVersion::Exact(9), vec![ev("t", 7)]),
+    ];
+    let (x, y, z) = tokio::join!(
+        log.append(one("s/4", ExpectedVersion::NoStream, vec![ev("t", 8).public()])),
+        log.append(bad),
+        log.append(one("s/5", ExpectedVersion::NoStream, vec![ev("t", 9).public()])),
+    );
+    assert!(matches!(y, Err(AppendError::Conflict { .. })), "{y:?}");
+    let (x, z) = (x.unwrap(), z.unwrap());
+    assert_eq!((x[0].position, z[0].position), (3, 4));
+    assert_eq!((x[0].seq, z[0].seq), (Some(2), Some(3)));
+    assert_eq!(log.stream_version("s/3").await.unwrap(), 0);
+    let streams: Vec<String> = log.read_all(0, 100).await.unwrap().into_iter().map(|e| e.stream).collect();
+    assert_eq!(streams, vec!["s/1", "s/2", "s/4", "s/5"]);
 }
 
 async fn concurrent_appends_at_same_version_one_wins(b: Backend) {
