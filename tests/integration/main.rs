@@ -5,3 +5,4 @@
 mod harness;
 mod car_cli;
 mod serve;
+mod plc;
