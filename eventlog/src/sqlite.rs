@@ -15,8 +15,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, SqliteConnection};
 
-use crate::writer::{commit_group_body, envelope_from_row, GroupOutcome, EVENT_COLUMNS};
-use crate::{AppendError, Envelope, Head, Inline, LogError, Options, StreamAppend, Tx};
+use crate::writer::{
+    commit_group_body, envelope_from_row, GroupOutcome, GroupState, EVENT_COLUMNS,
+};
+use crate::{Envelope, Head, Inline, LogError, Options, StreamAppend, Tx};
 
 /// Migrations are embedded with `include_str!` (no sqlx macros feature, no files needed at run
 /// time); versions and checksums are what `sqlx migrate` would compute for the same files.
@@ -68,96 +70,71 @@ pub(crate) async fn commit_group(
         work,
         "BEGIN IMMEDIATE",
         "SELECT position, seq FROM log_head WHERE id = 1",
-        apply,
+        prefetch,
+        GroupState::number_async,
+        flush,
         finish,
         Tx::Sqlite
     )
 }
 
-async fn apply(
+/// Current versions of every stream the group names (one query per 500 names).
+async fn prefetch(
     conn: &mut SqliteConnection,
-    batch: Vec<StreamAppend>,
-    position: &mut i64,
-    seq: &mut i64,
-    recorded_at: i64,
-) -> Result<Vec<Envelope>, AppendError> {
-    // Check every expected version before writing anything (a conflict leaves nothing to undo).
-    let mut seen: HashMap<&str, i64> = HashMap::new();
-    let mut actuals = Vec::with_capacity(batch.len());
-    for append in &batch {
-        let actual = match seen.get(append.stream.as_str()) {
-            Some(v) => *v,
-            None => sqlx::query_scalar("SELECT version FROM streams WHERE stream = ?")
-                .bind(&append.stream)
-                .fetch_optional(&mut *conn)
-                .await?
-                .unwrap_or(0),
-        };
-        if !append.expected.admits(actual) {
-            return Err(AppendError::Conflict {
-                stream: append.stream.clone(),
-                expected: append.expected,
-                actual,
-            });
+    names: Vec<&str>,
+) -> Result<HashMap<String, i64>, sqlx::Error> {
+    let mut versions = HashMap::new();
+    for chunk in names.chunks(500) {
+        let sql = format!(
+            "SELECT stream, version FROM streams WHERE stream IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query_as::<_, (String, i64)>(&sql);
+        for name in chunk {
+            q = q.bind(*name);
         }
-        seen.insert(&append.stream, actual + append.events.len() as i64);
-        actuals.push(actual);
+        versions.extend(q.fetch_all(&mut *conn).await?);
     }
-    let mut out = Vec::new();
-    for (append, actual) in batch.into_iter().zip(actuals) {
-        if append.events.is_empty() {
-            continue;
-        }
-        let mut version = actual;
-        for ev in append.events {
-            *position += 1;
-            version += 1;
-            let ev_seq = if ev.public {
-                *seq += 1;
-                Some(*seq)
-            } else {
-                None
-            };
-            sqlx::query(
-                "INSERT INTO events (position, seq, stream, stream_version, event_type, \
-                 event_version, payload, recorded_at, actor, correlation) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(*position)
-            .bind(ev_seq)
-            .bind(&append.stream)
-            .bind(version)
-            .bind(&ev.event_type)
-            .bind(ev.event_version)
-            .bind(ev.payload.as_slice())
-            .bind(recorded_at)
-            .bind(ev.actor.as_deref())
-            .bind(ev.correlation.as_deref())
-            .execute(&mut *conn)
-            .await?;
-            out.push(Envelope {
-                position: *position,
-                seq: ev_seq,
-                stream: append.stream.clone(),
-                stream_version: version,
-                event_type: ev.event_type,
-                event_version: ev.event_version,
-                payload: ev.payload,
-                recorded_at,
-                actor: ev.actor,
-                correlation: ev.correlation,
-            });
-        }
+    Ok(versions)
+}
+
+/// Inserts the pending rows (prepared statement per row: cheap in-process) and stream heads.
+async fn flush(conn: &mut SqliteConnection, st: &mut GroupState) -> Result<(), sqlx::Error> {
+    if st.pending.is_empty() {
+        return Ok(());
+    }
+    let rows = st.pending.take();
+    for i in 0..rows.position.len() {
+        sqlx::query(
+            "INSERT INTO events (position, seq, stream, stream_version, event_type, \
+             event_version, payload, recorded_at, actor, correlation) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(rows.position[i])
+        .bind(rows.seq[i])
+        .bind(&rows.stream[i])
+        .bind(rows.stream_version[i])
+        .bind(&rows.event_type[i])
+        .bind(rows.event_version[i])
+        .bind(rows.payload[i].as_slice())
+        .bind(rows.recorded_at)
+        .bind(rows.actor[i].as_deref())
+        .bind(rows.correlation[i].as_deref())
+        .execute(&mut *conn)
+        .await?;
+    }
+    let (streams, versions) = rows.stream_heads();
+    for (stream, version) in streams.iter().zip(versions) {
         sqlx::query(
             "INSERT INTO streams (stream, version) VALUES (?, ?) \
-             ON CONFLICT (stream) DO UPDATE SET version = excluded.version",
+             ON CONFLICT (stream) DO UPDATE SET version = max(version, excluded.version)",
         )
-        .bind(&append.stream)
+        .bind(stream)
         .bind(version)
         .execute(&mut *conn)
         .await?;
     }
-    Ok(out)
+    Ok(())
 }
 
 async fn finish(conn: &mut SqliteConnection, position: i64, seq: i64) -> Result<(), sqlx::Error> {

@@ -4,6 +4,7 @@
 //! request's conflict or failing inline projection does not fail the others.
 //! It never holds more than one transaction open.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -143,15 +144,69 @@ pub(crate) async fn run(
     }
 }
 
-/// Runs each request of a group inside the caller's open transaction; shared by both backends
-/// through this macro because the SQL differs but the control flow must not.
+/// Numbering and pending writes of one group transaction.
+pub(crate) struct GroupState {
+    /// Last position / seq handed out so far (starts at the locked head).
+    pub position: i64,
+    pub seq: i64,
+    /// Stream versions as of this transaction (prefetched or looked up, then updated in memory).
+    pub versions: HashMap<String, i64>,
+    /// Rows not yet sent (backends that batch inserts; the SQLite backend writes at once).
+    pub pending: PendingRows,
+}
+
+/// Column vectors of events waiting to be inserted with one `UNNEST`.
+#[derive(Default)]
+pub(crate) struct PendingRows {
+    /// One timestamp per group transaction.
+    pub recorded_at: i64,
+    pub position: Vec<i64>,
+    pub seq: Vec<Option<i64>>,
+    pub stream: Vec<String>,
+    pub stream_version: Vec<i64>,
+    pub event_type: Vec<String>,
+    pub event_version: Vec<i32>,
+    pub payload: Vec<Vec<u8>>,
+    pub actor: Vec<Option<String>>,
+    pub correlation: Vec<Option<String>>,
+}
+
+impl PendingRows {
+    pub fn push(&mut self, e: &Envelope) {
+        self.recorded_at = e.recorded_at;
+        self.position.push(e.position);
+        self.seq.push(e.seq);
+        self.stream.push(e.stream.clone());
+        self.stream_version.push(e.stream_version);
+        self.event_type.push(e.event_type.clone());
+        self.event_version.push(e.event_version);
+        self.payload.push(e.payload.clone());
+        self.actor.push(e.actor.clone());
+        self.correlation.push(e.correlation.clone());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.position.is_empty()
+    }
+
+    pub fn take(&mut self) -> PendingRows {
+        std::mem::take(self)
+    }
+}
+
+/// Runs a group of append requests in one transaction: lock the head, number and write each
+/// request (checking all its expected versions before writing any of it), run its inline work,
+/// write the head, commit. Shared by both backends through this macro because the SQL differs but
+/// the control flow must not. Failure rules: a conflict writes nothing, so it needs no undo; a
+/// request with inline work runs under a savepoint when it shares the transaction (its rows are
+/// flushed first, so the inline work sees them); any other database error fails the whole group.
 macro_rules! commit_group_body {
-    ($conn:expr, $work:expr, $begin:expr, $lock_head:expr, $apply:path, $finish:path, $tx_variant:path) => {{
+    ($conn:expr, $work:expr, $begin:expr, $lock_head:expr, $prefetch:path, $apply:expr, $flush:path, $finish:path, $tx_variant:path) => {{
         use sqlx::Connection as _;
         let conn = $conn;
         let work: Vec<(Vec<crate::StreamAppend>, Option<crate::Inline>)> = $work;
         let n = work.len();
-        let fail_all = |e: &sqlx::Error, n: usize| crate::writer::GroupOutcome {
+        let fail_all = |e: &dyn std::fmt::Display, n: usize| crate::writer::GroupOutcome {
             results: (0..n)
                 .map(|_| Err(crate::AppendError::Log(crate::LogError::Database(std::sync::Arc::new(
                     sqlx::Error::Protocol(format!("group commit failed: {e}")),
@@ -163,29 +218,49 @@ macro_rules! commit_group_body {
             Ok(tx) => tx,
             Err(e) => return fail_all(&e, n),
         };
-        let (mut position, mut seq) = match sqlx::query_as::<_, (i64, i64)>($lock_head)
+        let (start_position, start_seq) = match sqlx::query_as::<_, (i64, i64)>($lock_head)
             .fetch_one(&mut *tx)
             .await
         {
             Ok(h) => h,
             Err(e) => return fail_all(&e, n),
         };
-        let (start_position, start_seq) = (position, seq);
+        let names = crate::writer::group_streams(&work);
+        let versions = match $prefetch(&mut *tx, names).await {
+            Ok(v) => v,
+            Err(e) => return fail_all(&e, n),
+        };
+        let mut st = crate::writer::GroupState {
+            position: start_position,
+            seq: start_seq,
+            versions,
+            pending: Default::default(),
+        };
         let recorded_at = crate::now_micros();
         let savepoints = n > 1;
         let mut results = Vec::with_capacity(n);
         for (batch, inline) in work {
-            // `apply` checks every expected version before it writes anything, so a conflict
-            // leaves nothing to undo; only inline work (which may fail after writing) needs a
-            // savepoint when other requests share the transaction.
             let guarded = savepoints && inline.is_some();
+            let before = (st.position, st.seq);
+            let snapshot = if inline.is_some() {
+                if let Err(e) = $flush(&mut *tx, &mut st).await {
+                    return fail_all(&e, n);
+                }
+                Some(st.versions.clone())
+            } else {
+                None
+            };
             if guarded {
                 if let Err(e) = sqlx::query("SAVEPOINT request").execute(&mut *tx).await {
                     return fail_all(&e, n);
                 }
             }
-            let before = (position, seq);
-            let mut outcome = $apply(&mut *tx, batch, &mut position, &mut seq, recorded_at).await;
+            let mut outcome = $apply(&mut *tx, &mut st, batch, recorded_at).await;
+            if let (Ok(_), Some(_)) = (&outcome, &inline) {
+                if let Err(e) = $flush(&mut *tx, &mut st).await {
+                    outcome = Err(e.into());
+                }
+            }
             let inline_result = match (&outcome, inline) {
                 (Ok(envs), Some(f)) => f($tx_variant(&mut *tx), envs).await,
                 _ => Ok(()),
@@ -194,15 +269,17 @@ macro_rules! commit_group_body {
                 outcome = Err(crate::AppendError::Inline(e));
             }
             if let Err(err) = &outcome {
-                (position, seq) = before;
+                (st.position, st.seq) = before;
+                if let Some(v) = snapshot {
+                    st.versions = v;
+                }
                 if guarded {
                     if let Err(e) = sqlx::query("ROLLBACK TO SAVEPOINT request").execute(&mut *tx).await {
                         return fail_all(&e, n);
                     }
-                } else if savepoints && matches!(err, crate::AppendError::Log(_)) {
+                } else if savepoints && !matches!(err, crate::AppendError::Conflict { .. }) {
                     // A database error part-way through writes we cannot undo alone.
-                    let e = sqlx::Error::Protocol(format!("a request in the group failed: {err}"));
-                    return fail_all(&e, n);
+                    return fail_all(err, n);
                 }
             }
             if guarded {
@@ -212,19 +289,21 @@ macro_rules! commit_group_body {
             }
             results.push(outcome);
         }
-        if position == start_position && seq == start_seq {
-            // Nothing to commit (all failed, or only empty version checks).
+        if st.position == start_position && st.seq == start_seq {
+            // Nothing to commit (all failed, or only version checks / empty appends).
             let _ = tx.rollback().await;
-            let committed_head = None;
-            return crate::writer::GroupOutcome { results, committed_head };
+            return crate::writer::GroupOutcome { results, committed_head: None };
         }
-        if let Err(e) = $finish(&mut *tx, position, seq).await {
+        if let Err(e) = $flush(&mut *tx, &mut st).await {
+            return fail_all(&e, n);
+        }
+        if let Err(e) = $finish(&mut *tx, st.position, st.seq).await {
             return fail_all(&e, n);
         }
         match tx.commit().await {
             Ok(()) => crate::writer::GroupOutcome {
                 results,
-                committed_head: Some(position),
+                committed_head: Some(st.position),
             },
             Err(e) => fail_all(&e, n),
         }
@@ -255,3 +334,92 @@ pub(crate) use envelope_from_row;
 
 pub(crate) const EVENT_COLUMNS: &str = "position, seq, stream, stream_version, event_type, \
      event_version, payload, recorded_at, actor, correlation";
+
+impl GroupState {
+    /// `number` in the shape the group macro calls (`apply(conn, state, batch, recorded_at)`).
+    pub async fn number_async<C>(
+        _conn: &mut C,
+        st: &mut GroupState,
+        batch: Vec<StreamAppend>,
+        recorded_at: i64,
+    ) -> Result<Vec<Envelope>, AppendError> {
+        st.number(batch, recorded_at)
+    }
+
+    /// Checks every expected version of `batch` (nothing changes on a conflict), then numbers its
+    /// events, queues them as pending rows and advances the in-memory stream versions.
+    pub fn number(&mut self, batch: Vec<StreamAppend>, recorded_at: i64) -> Result<Vec<Envelope>, AppendError> {
+        let mut seen: HashMap<&str, i64> = HashMap::new();
+        for append in &batch {
+            let actual = seen
+                .get(append.stream.as_str())
+                .or_else(|| self.versions.get(&append.stream))
+                .copied()
+                .unwrap_or(0);
+            if !append.expected.admits(actual) {
+                return Err(AppendError::Conflict {
+                    stream: append.stream.clone(),
+                    expected: append.expected,
+                    actual,
+                });
+            }
+            seen.insert(&append.stream, actual + append.events.len() as i64);
+        }
+        let mut out = Vec::new();
+        for append in batch {
+            if append.events.is_empty() {
+                continue;
+            }
+            let mut version = self.versions.get(&append.stream).copied().unwrap_or(0);
+            for ev in append.events {
+                self.position += 1;
+                version += 1;
+                let seq = if ev.public {
+                    self.seq += 1;
+                    Some(self.seq)
+                } else {
+                    None
+                };
+                let envelope = Envelope {
+                    position: self.position,
+                    seq,
+                    stream: append.stream.clone(),
+                    stream_version: version,
+                    event_type: ev.event_type,
+                    event_version: ev.event_version,
+                    payload: ev.payload,
+                    recorded_at,
+                    actor: ev.actor,
+                    correlation: ev.correlation,
+                };
+                self.pending.push(&envelope);
+                out.push(envelope);
+            }
+            self.versions.insert(append.stream, version);
+        }
+        Ok(out)
+    }
+}
+
+impl PendingRows {
+    /// The highest new version of each stream in these rows.
+    pub fn stream_heads(&self) -> (Vec<String>, Vec<i64>) {
+        let mut heads: HashMap<&str, i64> = HashMap::new();
+        for (s, v) in self.stream.iter().zip(&self.stream_version) {
+            let h = heads.entry(s.as_str()).or_insert(*v);
+            *h = (*h).max(*v);
+        }
+        heads.into_iter().map(|(s, v)| (s.to_owned(), v)).unzip()
+    }
+}
+
+/// Every distinct stream named in a group.
+pub(crate) fn group_streams(work: &[(Vec<StreamAppend>, Option<Inline>)]) -> Vec<&str> {
+    let mut names: Vec<&str> = work
+        .iter()
+        .flat_map(|(batch, _)| batch.iter().map(|a| a.stream.as_str()))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
