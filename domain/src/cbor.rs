@@ -393,15 +393,17 @@ pub(crate) fn read_cid(rest: &mut &[u8]) -> Result<Cid, CborError> {
             }
         }
     }
-    let before = rest.len();
+    let input: &[u8] = rest;
     let cid =
         Cid::read_bytes(&mut *rest).map_err(|_| CborError::InvalidCid("malformed CID bytes"))?;
     if cid.version() != cid::Version::V1 {
         return Err(CborError::InvalidCid("CIDv0 is not allowed"));
     }
-    // Non-minimal varints inside the CID would re-encode differently: not canonical.
-    if before - rest.len() != cid.encoded_len() {
-        return Err(CborError::InvalidCid("non-minimal varint in CID"));
+    // Non-minimal or overflowing varints (the cid crate drops bits past 64) would re-encode
+    // differently: only a CID whose canonical bytes are exactly what was read is accepted.
+    let consumed = &input[..input.len() - rest.len()];
+    if cid.to_bytes() != consumed {
+        return Err(CborError::InvalidCid("non-canonical varint in CID"));
     }
     Ok(cid)
 }
@@ -599,6 +601,11 @@ mod tests {
                 format!("d82a5826 00 8100 {}", &CID_HEX[4..]),
                 Err(E::InvalidCid("malformed CID bytes")),
             ),
+            // found by fuzzing: a 10-byte codec varint overflowing u64 (cid drops the high bits)
+            (
+                "d82a58250001818181128181ffffffffffffff09145b1c4a324893a261280061741d09a23901d1619c".into(),
+                Err(E::InvalidCid("non-canonical varint in CID")),
+            ),
             ("d82a".into(), Err(E::Truncated)),
             ("d82a5825".into(), Err(E::LengthTooLarge(0x25))),
             // framing
@@ -614,7 +621,7 @@ mod tests {
         for (input, expected) in cases {
             check(&input, expected);
         }
-        assert_eq!(n, 87);
+        assert_eq!(n, 88);
     }
 
     #[test]
