@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Start the server (configuration from PDS_* environment variables).
     Serve,
+    /// Create or upgrade the database schema (also done at every start), then print the log head.
+    Migrate,
     /// Inspect, verify and compare repository CAR files.
     #[command(subcommand)]
     Car(CarCommand),
@@ -47,8 +49,10 @@ enum CarCommand {
 
 pub fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let mut out = std::io::stdout().lock();
-    let mut err = std::io::stderr().lock();
+    // Unlocked handles: `serve` logs to stdout from every runtime thread, so holding the lock
+    // here for the life of the process would block them all.
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
     ExitCode::from(run(&args, &mut out, &mut err))
 }
 
@@ -67,6 +71,16 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             Ok(()) => 0,
             Err(e) => {
                 let _ = writeln!(err, "pds serve: {e:#}");
+                1
+            }
+        },
+        Command::Migrate => match migrate() {
+            Ok(text) => {
+                let _ = writeln!(out, "{text}");
+                0
+            }
+            Err(e) => {
+                let _ = writeln!(err, "pds migrate: {e:#}");
                 1
             }
         },
@@ -89,6 +103,22 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             }
         }
     }
+}
+
+fn migrate() -> anyhow::Result<String> {
+    let config = Config::load(&ProcessEnv)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let log = crate::server::open_log(&config).await?;
+        let head = log.head().await?;
+        Ok(format!(
+            "{} database {} is up to date: position {}, seq {}",
+            log.backend(),
+            crate::server::redact(&config.database_url),
+            head.position,
+            head.seq
+        ))
+    })
 }
 
 fn serve() -> anyhow::Result<()> {

@@ -33,6 +33,9 @@ pub struct Config {
     pub public_url: String,
     pub service_did: String,
     pub data_directory: PathBuf,
+    /// `PDS_DATABASE_URL`: `postgres://…` for many nodes on one database; default
+    /// `sqlite:<data directory>/pds.sqlite`.
+    pub database_url: String,
     pub service_handle_domains: Vec<String>,
     pub invite_required: bool,
     pub blob_upload_limit: u64,
@@ -123,6 +126,9 @@ impl Config {
             path: data_directory.display().to_string(),
             source,
         })?;
+        let database_url = env.get("PDS_DATABASE_URL").unwrap_or_else(|| {
+            format!("sqlite:{}", data_directory.join("pds.sqlite").display())
+        });
         let service_handle_domains = match env.get("PDS_SERVICE_HANDLE_DOMAINS") {
             Some(v) => v
                 .split(',')
@@ -149,6 +155,7 @@ impl Config {
             public_url,
             service_did,
             data_directory,
+            database_url,
             service_handle_domains,
             invite_required,
             blob_upload_limit,

@@ -10,18 +10,23 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use eventlog::EventLog;
+
 use crate::config::Config;
 use crate::xrpc::XrpcError;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// How long `_health` waits for the database before answering 503.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
+    pub log: EventLog,
 }
 
-pub fn router(config: Config) -> Router {
-    let state = AppState { config: Arc::new(config) };
+pub fn router(config: Config, log: EventLog) -> Router {
+    let state = AppState { config: Arc::new(config), log };
     Router::new()
         .route("/", get(banner))
         .route("/robots.txt", get(robots))
@@ -40,8 +45,21 @@ async fn robots() -> &'static str {
     "# Hello!\n\n# Crawling the public API is allowed\nUser-agent: *\nAllow: /\n"
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "version": VERSION }))
+/// `{version}`; 503 when the database does not answer (as the reference does).
+async fn health(State(state): State<AppState>) -> Response {
+    let head = tokio::time::timeout(HEALTH_TIMEOUT, state.log.head()).await;
+    match head {
+        Ok(Ok(_)) => Json(json!({ "version": VERSION })).into_response(),
+        failed => {
+            let cause = match failed {
+                Ok(Err(e)) => e.to_string(),
+                _ => format!("no answer within {HEALTH_TIMEOUT:?}"),
+            };
+            tracing::error!(%cause, "health check: database unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "version": VERSION, "error": "Service Unavailable" })))
+                .into_response()
+        }
+    }
 }
 
 async fn describe_server(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -82,18 +100,43 @@ async fn not_found() -> XrpcError {
     XrpcError::not_found()
 }
 
+/// Opens the event log named by the configuration (applying migrations).
+pub async fn open_log(config: &Config) -> anyhow::Result<EventLog> {
+    let log = EventLog::open(&config.database_url)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the database {}: {e}", redact(&config.database_url)))?;
+    Ok(log)
+}
+
+/// A database URL without its password, for logs and errors.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let cred = &url[s + 3..at];
+            match cred.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// Binds and serves until ctrl-c / SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let log = open_log(&config).await?;
     let bind = config.bind;
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let local = listener.local_addr()?;
     tracing::info!(
-        "pds {VERSION} listening on http://{local} (public URL {}, data directory {}, secrets in {})",
+        "pds {VERSION} listening on http://{local} (public URL {}, {} database {}, data directory {}, secrets in {})",
         config.public_url,
+        log.backend(),
+        redact(&config.database_url),
         config.data_directory.display(),
         config.secrets.file.display()
     );
-    axum::serve(listener, router(config)).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, router(config, log)).with_graceful_shutdown(shutdown_signal()).await?;
     Ok(())
 }
 

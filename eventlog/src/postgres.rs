@@ -46,6 +46,8 @@ pub(crate) async fn open(
     let pool = PgPoolOptions::new()
         // + 1: the LISTEN connection lives in the pool.
         .max_connections(options.read_connections.max(1) + 1)
+        // A database that went away must surface as an error, not a request that waits forever.
+        .acquire_timeout(options.busy_timeout)
         .connect_with(connect.clone())
         .await?;
     Ok((writer, connect, pool))

@@ -90,3 +90,48 @@ async fn invalid_settings_fail_with_a_clear_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("PDS_PORT"), "{err}");
 }
+
+#[test]
+fn migrate_creates_the_embedded_database() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(crate::harness::pds_bin())
+        .arg("migrate")
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("sqlite database") && text.contains("position 0, seq 0"), "{text}");
+    assert!(tmp.path().join("pds-data/pds.sqlite").exists());
+}
+
+#[tokio::test]
+async fn serves_on_postgres_and_reports_an_unavailable_database() {
+    let db = crate::harness::PgDatabase::create().await;
+    let server = Server::start(&[("PDS_DATABASE_URL", &db.url)]).await;
+    let r = reqwest::get(server.xrpc("_health")).await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    db.drop_now().await;
+    let r = reqwest::get(server.xrpc("_health")).await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "Service Unavailable");
+    assert!(body["version"].is_string());
+}
+
+#[test]
+fn an_unreachable_database_fails_start_without_leaking_the_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(crate::harness::pds_bin())
+        .arg("serve")
+        .current_dir(tmp.path())
+        .env("PDS_PORT", crate::harness::free_port().to_string())
+        .env("PDS_DATABASE_URL", "postgres://postgres:hunter2@127.0.0.1:1/nowhere")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("opening the database postgres://postgres:***@127.0.0.1:1/nowhere"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
