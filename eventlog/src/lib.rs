@@ -25,7 +25,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use sqlx::postgres::PgConnectOptions;
-pub use sqlx::{PgConnection, SqliteConnection};
+pub use sqlx::{PgConnection, PgPool, SqliteConnection, SqlitePool};
 
 /// One stored event, as read back from the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,6 +153,32 @@ pub enum Tx<'a> {
     Postgres(&'a mut PgConnection),
 }
 
+impl Tx<'_> {
+    /// The same transaction for a shorter borrow, so one `Tx` can be handed to several calls.
+    pub fn reborrow(&mut self) -> Tx<'_> {
+        match self {
+            Tx::Sqlite(c) => Tx::Sqlite(&mut **c),
+            Tx::Postgres(c) => Tx::Postgres(&mut **c),
+        }
+    }
+
+    /// Events with `position > after`, in position order, at most `limit`, read inside this
+    /// transaction (so a catch-up projector sees exactly what its checkpoint update will cover).
+    pub async fn read_all(&mut self, after: i64, limit: u32) -> Result<Vec<Envelope>, LogError> {
+        match self {
+            Tx::Sqlite(c) => sqlite::read_all_conn(c, after, limit).await,
+            Tx::Postgres(c) => postgres::read_all_conn(c, after, limit).await,
+        }
+    }
+}
+
+/// The log's read pool, for queries over read-model tables that live in the same database.
+#[derive(Clone, Copy)]
+pub enum ReadPool<'a> {
+    Sqlite(&'a SqlitePool),
+    Postgres(&'a PgPool),
+}
+
 /// What an inline projection may fail with; the append then fails with [`AppendError::Inline`].
 pub type InlineError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -166,6 +192,32 @@ pub type Inline =
 pub fn inline<F>(f: F) -> Inline
 where
     F: for<'a> FnOnce(Tx<'a>, &'a [Envelope]) -> BoxFuture<'a, Result<(), InlineError>> + Send + 'static,
+{
+    Box::new(f)
+}
+
+/// Caller work run in a writer transaction of its own, without appending (see
+/// [`EventLog::transact`]).
+pub type Work = Box<dyn for<'a> FnOnce(Tx<'a>) -> BoxFuture<'a, Result<(), InlineError>> + Send>;
+
+/// Why a [`EventLog::transact`] did not commit. Nothing of its work is stored.
+#[derive(Debug, thiserror::Error)]
+pub enum TransactError {
+    #[error("transaction work failed: {0}")]
+    Work(#[source] InlineError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+impl From<sqlx::Error> for TransactError {
+    fn from(e: sqlx::Error) -> Self {
+        TransactError::Log(e.into())
+    }
+}
+
+fn boxed_work<F>(f: F) -> Work
+where
+    F: for<'a> FnOnce(Tx<'a>) -> BoxFuture<'a, Result<(), InlineError>> + Send + 'static,
 {
     Box::new(f)
 }
@@ -365,6 +417,49 @@ impl EventLog {
             .await
             .map_err(|_| LogError::WriterStopped)?;
         rx.await.map_err(|_| LogError::WriterStopped)?
+    }
+
+    /// Runs `work` in a transaction of the writer connection, without appending: it commits if
+    /// `work` returns `Ok`, and rolls back otherwise. Queued with appends (on SQLite the writer
+    /// connection is the only one that may write), so keep it short: appends of this process wait
+    /// meanwhile. Catch-up projectors write their rows and checkpoint this way, atomically.
+    pub async fn transact<T, F>(&self, work: F) -> Result<T, TransactError>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(Tx<'a>) -> BoxFuture<'a, Result<T, InlineError>> + Send + 'static,
+    {
+        let (value_tx, value_rx) = oneshot::channel();
+        let job = boxed_work(move |tx| {
+            Box::pin(async move {
+                let v = work(tx).await?;
+                let _ = value_tx.send(v);
+                Ok(())
+            })
+        });
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .jobs
+            .send(writer::Job::Transact { work: job, reply })
+            .await
+            .map_err(|_| LogError::WriterStopped)?;
+        rx.await.map_err(|_| LogError::WriterStopped)??;
+        value_rx.await.map_err(|_| TransactError::Log(LogError::WriterStopped))
+    }
+
+    /// Waits until a position above `after` is known committed (by this process's writer, the
+    /// head poller or NOTIFY), at most `timeout`. Returns whether it was.
+    pub async fn wait_past(&self, after: i64, timeout: Duration) -> bool {
+        let mut head = self.inner.head.clone();
+        let reached = matches!(tokio::time::timeout(timeout, head.wait_for(|h| *h > after)).await, Ok(Ok(_)));
+        reached
+    }
+
+    /// The read pool, for queries over read models stored beside the log.
+    pub fn read_pool(&self) -> ReadPool<'_> {
+        match &self.inner.reader {
+            Reader::Sqlite(p) => ReadPool::Sqlite(p),
+            Reader::Postgres(p) => ReadPool::Postgres(p),
+        }
     }
 
     /// Events with `position > after`, in position order, at most `limit`.

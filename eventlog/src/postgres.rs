@@ -17,7 +17,7 @@ use sqlx::{ConnectOptions, PgConnection};
 use crate::writer::{
     commit_group_body, envelope_from_row, GroupOutcome, GroupState, EVENT_COLUMNS,
 };
-use crate::{Envelope, Head, Inline, LogError, Options, StreamAppend, Tx};
+use crate::{Envelope, Head, Inline, LogError, Options, StreamAppend, TransactError, Tx, Work};
 
 pub(crate) const CHANNEL: &str = "eventlog";
 
@@ -29,6 +29,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed("event log"),
             MigrationType::Simple,
             Cow::Borrowed(include_str!("../../migrations/postgres/0001_event_log.sql")),
+            false,
+        ),
+        Migration::new(
+            2,
+            Cow::Borrowed("projections"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/postgres/0002_projections.sql")),
             false,
         )]),
         ..Migrator::DEFAULT
@@ -152,6 +159,29 @@ pub(crate) async fn head(pool: &PgPool) -> Result<Head, LogError> {
             .fetch_one(pool)
             .await?;
     Ok(Head { position, seq })
+}
+
+/// Runs caller work in one writer transaction (no append).
+pub(crate) async fn transact(conn: &mut PgConnection, work: Work) -> Result<(), TransactError> {
+    use sqlx::Connection as _;
+    let mut tx = conn.begin_with("BEGIN").await?;
+    match work(Tx::Postgres(&mut *tx)).await {
+        Ok(()) => Ok(tx.commit().await?),
+        Err(e) => {
+            let _ = tx.rollback().await;
+            Err(TransactError::Work(e))
+        }
+    }
+}
+
+pub(crate) async fn read_all_conn(
+    conn: &mut PgConnection,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<Envelope>, LogError> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2");
+    let rows = sqlx::query(&sql).bind(after).bind(i64::from(limit)).fetch_all(conn).await?;
+    Ok(rows.iter().map(|r| envelope_from_row!(r)).collect::<Result<_, _>>()?)
 }
 
 pub(crate) async fn read_all(pool: &PgPool, after: i64, limit: u32) -> Result<Vec<Envelope>, LogError> {

@@ -18,7 +18,7 @@ use sqlx::{ConnectOptions, SqliteConnection};
 use crate::writer::{
     commit_group_body, envelope_from_row, GroupOutcome, GroupState, EVENT_COLUMNS,
 };
-use crate::{Envelope, Head, Inline, LogError, Options, StreamAppend, Tx};
+use crate::{Envelope, Head, Inline, LogError, Options, StreamAppend, TransactError, Tx, Work};
 
 /// Migrations are embedded with `include_str!` (no sqlx macros feature, no files needed at run
 /// time); versions and checksums are what `sqlx migrate` would compute for the same files.
@@ -29,6 +29,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed("event log"),
             MigrationType::Simple,
             Cow::Borrowed(include_str!("../../migrations/sqlite/0001_event_log.sql")),
+            false,
+        ),
+        Migration::new(
+            2,
+            Cow::Borrowed("projections"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/sqlite/0002_projections.sql")),
             false,
         )]),
         ..Migrator::DEFAULT
@@ -168,6 +175,29 @@ pub(crate) async fn head(pool: &SqlitePool) -> Result<Head, LogError> {
         .fetch_one(pool)
         .await?;
     Ok(Head { position, seq })
+}
+
+/// Runs caller work in one writer transaction (no append).
+pub(crate) async fn transact(conn: &mut SqliteConnection, work: Work) -> Result<(), TransactError> {
+    use sqlx::Connection as _;
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    match work(Tx::Sqlite(&mut *tx)).await {
+        Ok(()) => Ok(tx.commit().await?),
+        Err(e) => {
+            let _ = tx.rollback().await;
+            Err(TransactError::Work(e))
+        }
+    }
+}
+
+pub(crate) async fn read_all_conn(
+    conn: &mut SqliteConnection,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<Envelope>, LogError> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?");
+    let rows = sqlx::query(&sql).bind(after).bind(i64::from(limit)).fetch_all(conn).await?;
+    Ok(rows.iter().map(|r| envelope_from_row!(r)).collect::<Result<_, _>>()?)
 }
 
 pub(crate) async fn read_all(pool: &SqlitePool, after: i64, limit: u32) -> Result<Vec<Envelope>, LogError> {

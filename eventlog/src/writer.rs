@@ -13,7 +13,9 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::{postgres, sqlite, AppendError, Counters, Envelope, Inline, LogError, StreamAppend};
+use crate::{
+    postgres, sqlite, AppendError, Counters, Envelope, Inline, LogError, StreamAppend, TransactError, Work,
+};
 
 pub(crate) struct AppendJob {
     pub batch: Vec<StreamAppend>,
@@ -27,6 +29,10 @@ pub(crate) enum Job {
         did: String,
         keep: Vec<i64>,
         reply: oneshot::Sender<Result<u64, LogError>>,
+    },
+    Transact {
+        work: Work,
+        reply: oneshot::Sender<Result<(), TransactError>>,
     },
 }
 
@@ -93,6 +99,17 @@ pub(crate) async fn run(
                 let _ = reply.send(r);
                 continue;
             }
+            Job::Transact { work, reply } => {
+                let r = match &mut conn {
+                    Conn::Sqlite(c, _) => sqlite::transact(c, work).await,
+                    Conn::Postgres(c, _) => postgres::transact(c, work).await,
+                };
+                if matches!(r, Err(TransactError::Log(_))) {
+                    conn.heal().await;
+                }
+                let _ = reply.send(r);
+                continue;
+            }
             Job::Append(a) => a,
         };
         // Group commit: take whatever else is already waiting.
@@ -100,8 +117,8 @@ pub(crate) async fn run(
         while group.len() < max_group {
             match jobs.try_recv() {
                 Ok(Job::Append(a)) => group.push(a),
-                Ok(purge) => {
-                    deferred = Some(purge);
+                Ok(other) => {
+                    deferred = Some(other);
                     break;
                 }
                 Err(_) => break,

@@ -129,6 +129,7 @@ contract!(
     purge_keeps_tombstone_and_never_reuses_numbers,
     group_commit_batches_concurrent_appends,
     killed_writer_loses_no_acknowledged_event,
+    transact_commits_or_rolls_back_without_appending,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -577,4 +578,63 @@ async fn postgres_writer_reconnects_after_connections_are_killed() {
     let e = appended.expect("writer never recovered");
     assert_eq!((e[0].position, e[0].seq), (2, Some(2)));
     assert_eq!(next_within(&mut tail, Duration::from_secs(5)).await.unwrap().position, 2);
+}
+
+/// `transact` runs caller work in a writer transaction: it commits with the work's `Ok` (and hands
+/// back its value), rolls everything back on `Err`, appends nothing, and sees the log it runs beside.
+async fn transact_commits_or_rolls_back_without_appending(b: Backend) {
+    let log = b.open().await;
+    log.append(one("s/1", ExpectedVersion::Any, vec![ev("t", 1), ev("t", 2)])).await.unwrap();
+    assert_eq!(log.transact(|tx| insert_work(tx, "kept", 2, false)).await.unwrap(), 2, "work reads the log in its transaction");
+    let err = log.transact(|tx| insert_work(tx, "dropped", 7, true)).await.unwrap_err();
+    assert!(matches!(err, eventlog::TransactError::Work(_)), "{err}");
+    let rows: Vec<(String, i64)> = match log.read_pool() {
+        eventlog::ReadPool::Sqlite(p) => sqlx::query_as("SELECT name, position FROM projection_checkpoints ORDER BY name")
+            .fetch_all(p)
+            .await
+            .unwrap(),
+        eventlog::ReadPool::Postgres(p) => {
+            sqlx::query_as("SELECT name, position FROM projection_checkpoints ORDER BY name")
+                .fetch_all(p)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(rows, vec![("kept".to_owned(), 2)], "the failed work left nothing");
+    assert_eq!(log.head().await.unwrap().position, 2, "transact appends nothing");
+    // The writer is still healthy and numbering continues.
+    let e = log.append(one("s/1", ExpectedVersion::Exact(2), vec![ev("t", 3)])).await.unwrap();
+    assert_eq!(e[0].position, 3);
+    assert!(log.wait_past(2, Duration::from_secs(5)).await);
+}
+
+fn insert_work<'a>(
+    mut tx: Tx<'a>,
+    name: &'static str,
+    position: i64,
+    fail: bool,
+) -> futures_util::future::BoxFuture<'a, Result<usize, eventlog::InlineError>> {
+    Box::pin(async move {
+        let seen = tx.read_all(0, 100).await?.len();
+        match &mut tx {
+            Tx::Sqlite(c) => {
+                sqlx::query("INSERT INTO projection_checkpoints (name, position) VALUES (?, ?)")
+                    .bind(name)
+                    .bind(position)
+                    .execute(&mut **c)
+                    .await?;
+            }
+            Tx::Postgres(c) => {
+                sqlx::query("INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2)")
+                    .bind(name)
+                    .bind(position)
+                    .execute(&mut **c)
+                    .await?;
+            }
+        }
+        if fail {
+            return Err("work failed after writing".into());
+        }
+        Ok(seen)
+    })
 }
