@@ -8,6 +8,7 @@ pub mod car;
 pub mod cbor;
 pub mod commit;
 pub mod crypto;
+pub mod handle_rules;
 pub mod json;
 pub mod lexicon;
 pub mod mst;
