@@ -12,6 +12,7 @@ pub mod handle_rules;
 pub mod json;
 pub mod lexicon;
 pub mod mst;
+pub mod password;
 pub mod plc;
 pub mod syntax;
 pub mod tid;
