@@ -246,7 +246,8 @@ mod tests {
     #[test]
     fn length_limits() {
         // (password, new ok, login ok)
-        let cases: Vec<(String, Result<(), PasswordError>, Result<(), PasswordError>)> = vec![
+        type Case = (String, Result<(), PasswordError>, Result<(), PasswordError>);
+        let cases: Vec<Case> = vec![
             ("a".into(), Ok(()), Ok(())),
             (
                 String::new(),
