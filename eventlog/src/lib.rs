@@ -157,8 +157,8 @@ impl Tx<'_> {
     /// The same transaction for a shorter borrow, so one `Tx` can be handed to several calls.
     pub fn reborrow(&mut self) -> Tx<'_> {
         match self {
-            Tx::Sqlite(c) => Tx::Sqlite(&mut **c),
-            Tx::Postgres(c) => Tx::Postgres(&mut **c),
+            Tx::Sqlite(c) => Tx::Sqlite(c),
+            Tx::Postgres(c) => Tx::Postgres(c),
         }
     }
 

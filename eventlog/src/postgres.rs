@@ -165,7 +165,7 @@ pub(crate) async fn head(pool: &PgPool) -> Result<Head, LogError> {
 pub(crate) async fn transact(conn: &mut PgConnection, work: Work) -> Result<(), TransactError> {
     use sqlx::Connection as _;
     let mut tx = conn.begin_with("BEGIN").await?;
-    match work(Tx::Postgres(&mut *tx)).await {
+    match work(Tx::Postgres(&mut tx)).await {
         Ok(()) => Ok(tx.commit().await?),
         Err(e) => {
             let _ = tx.rollback().await;

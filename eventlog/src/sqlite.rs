@@ -181,7 +181,7 @@ pub(crate) async fn head(pool: &SqlitePool) -> Result<Head, LogError> {
 pub(crate) async fn transact(conn: &mut SqliteConnection, work: Work) -> Result<(), TransactError> {
     use sqlx::Connection as _;
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    match work(Tx::Sqlite(&mut *tx)).await {
+    match work(Tx::Sqlite(&mut tx)).await {
         Ok(()) => Ok(tx.commit().await?),
         Err(e) => {
             let _ = tx.rollback().await;
