@@ -27,6 +27,39 @@ enum Command {
     /// Inspect, verify and compare repository CAR files.
     #[command(subcommand)]
     Car(CarCommand),
+    /// Empty the read models and rebuild them from log position 0, in one transaction (an
+    /// interrupted replay keeps the old ones). Run it with the server stopped.
+    Replay {
+        /// Only this projection (default: all of them).
+        #[arg(long)]
+        projection: Option<String>,
+    },
+    /// Rebuild the read models into scratch tables and report every difference from the live
+    /// ones; exit 0 when they match, 1 otherwise. Best run with the server stopped or idle.
+    Verify {
+        /// Only this projection (default: all of them).
+        #[arg(long)]
+        projection: Option<String>,
+    },
+    /// Operator views of the event log.
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum EventsCommand {
+    /// Print events after a position, one per line (NDJSON with --json).
+    Tail {
+        /// Start after this log position (0: from the beginning).
+        #[arg(long, default_value_t = 0)]
+        from: i64,
+        /// Keep following new events until interrupted.
+        #[arg(long)]
+        follow: bool,
+        /// One JSON object per line: the envelope, payload as atproto JSON ($link, $bytes).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -84,6 +117,35 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
                 1
             }
         },
+        Command::Replay { projection } => {
+            let progress: &mut dyn Write = &mut *err;
+            match with_runtime(|config| async move { crate::ops::replay(&config, projection.as_deref(), progress).await }) {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = writeln!(err, "pds replay: {e:#}");
+                    1
+                }
+            }
+        }
+        Command::Verify { projection } => {
+            match with_runtime(|config| async move { crate::ops::verify(&config, projection.as_deref(), out).await }) {
+                Ok(true) => 0,
+                Ok(false) => 1,
+                Err(e) => {
+                    let _ = writeln!(err, "pds verify: {e:#}");
+                    1
+                }
+            }
+        }
+        Command::Events(EventsCommand::Tail { from, follow, json }) => {
+            match with_runtime(|config| async move { crate::ops::events_tail(&config, from, follow, json, out).await }) {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = writeln!(err, "pds events tail: {e:#}");
+                    1
+                }
+            }
+        }
         Command::Car(cmd) => {
             let (name, result) = match &cmd {
                 CarCommand::Inspect { file } => ("inspect", car_tools::inspect(file)),
@@ -103,6 +165,17 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             }
         }
     }
+}
+
+/// Loads the configuration and runs `job` on a current-thread runtime.
+fn with_runtime<T, F, Fut>(job: F) -> anyhow::Result<T>
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let config = Config::load(&ProcessEnv)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(job(config))
 }
 
 fn migrate() -> anyhow::Result<String> {

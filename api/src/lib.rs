@@ -1,9 +1,12 @@
 //! `api`: the only crate that knows HTTP, XRPC JSON shapes and the command line.
 //! It never decides domain rules itself: it parses, calls `domain`/`commands`, and renders.
 
+pub mod admin;
 pub mod car_tools;
 pub mod cli;
 pub mod config;
+pub mod event_json;
+pub mod ops;
 pub mod secrets;
 pub mod server;
 pub mod xrpc;

@@ -1,5 +1,6 @@
 //! The HTTP server: router, state and the basic routes (`/`, `/robots.txt`, `/xrpc/_health`,
-//! `com.atproto.server.describeServer`). Unknown XRPC methods answer `MethodNotImplemented`.
+//! `com.atproto.server.describeServer`), the admin routes (`admin.rs`), and the catch-up projection
+//! runners. Unknown XRPC methods answer `MethodNotImplemented`.
 
 use std::sync::Arc;
 
@@ -23,11 +24,15 @@ const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 pub struct AppState {
     pub config: Arc<Config>,
     pub log: EventLog,
+    /// Every append of the server goes through this (inline projectors in the same transaction).
+    pub appender: projections::Appender,
 }
 
 pub fn router(config: Config, log: EventLog) -> Router {
-    let state = AppState { config: Arc::new(config), log };
+    let appender = projections::Appender::new(log.clone());
+    let state = AppState { config: Arc::new(config), log, appender };
     Router::new()
+        .merge(crate::admin::routes())
         .route("/", get(banner))
         .route("/robots.txt", get(robots))
         .route("/xrpc/_health", get(health))
@@ -125,6 +130,8 @@ pub fn redact(url: &str) -> String {
 /// Binds and serves until ctrl-c / SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let log = open_log(&config).await?;
+    // One task per catch-up projector, for the life of the process.
+    let runners = projections::runner::spawn(&log, &projections::all());
     let bind = config.bind;
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let local = listener.local_addr()?;
@@ -137,6 +144,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.secrets.file.display()
     );
     axum::serve(listener, router(config, log)).with_graceful_shutdown(shutdown_signal()).await?;
+    for r in runners {
+        r.abort();
+    }
     Ok(())
 }
 

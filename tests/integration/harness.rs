@@ -27,6 +27,21 @@ pub fn pds(args: &[&str]) -> Output {
     Command::new(pds_bin()).args(args).output().expect("run pds")
 }
 
+/// Runs `pds ARGS` to completion with only the given `PDS_*` variables set.
+pub fn pds_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(pds_bin());
+    cmd.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PDS_") && k != "PDS_BIN" {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run pds")
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -6,3 +6,4 @@ mod harness;
 mod car_cli;
 mod serve;
 mod plc;
+mod projections;
