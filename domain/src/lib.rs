@@ -15,6 +15,7 @@ pub mod lexicon;
 pub mod mst;
 pub mod password;
 pub mod plc;
+pub mod repo;
 pub mod session_jwt;
 pub mod syntax;
 pub mod tid;
