@@ -136,8 +136,8 @@ pub fn decide_apply_writes(
     let given = mst.root_cid()?;
     if given != head.data {
         return Err(RepoError::StaleTree {
-            given,
-            expected: head.data,
+            given: Box::new(given),
+            expected: Box::new(head.data),
         });
     }
 

@@ -56,7 +56,7 @@ pub enum RepoError {
     #[error("repo {0} has no commit yet")]
     NotInitialized(String),
     #[error("the MST given (root {given}) is not the repo's current data ({expected})")]
-    StaleTree { given: Cid, expected: Cid },
+    StaleTree { given: Box<Cid>, expected: Box<Cid> },
     #[error("record could not be encoded: {0}")]
     Cbor(#[from] CborError),
     #[error(transparent)]
