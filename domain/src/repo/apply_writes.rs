@@ -130,7 +130,11 @@ pub fn decide_apply_writes(
     };
     if let Some(expected) = swap_commit {
         if expected != head.commit {
-            return Err(swap_error(SwapTarget::Commit, Some(expected), Some(head.commit)));
+            return Err(swap_error(
+                SwapTarget::Commit,
+                Some(expected),
+                Some(head.commit),
+            ));
         }
     }
     let given = mst.root_cid()?;
@@ -209,7 +213,11 @@ pub fn decide_apply_writes(
             Write::Delete { swap_record, .. } => {
                 if let Some(expected) = swap_record {
                     if Some(*expected) != current {
-                        return Err(swap_error(SwapTarget::Record(path), Some(*expected), current));
+                        return Err(swap_error(
+                            SwapTarget::Record(path),
+                            Some(*expected),
+                            current,
+                        ));
                     }
                 }
                 if current.is_none() {

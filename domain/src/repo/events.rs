@@ -170,7 +170,11 @@ impl RepoEvent {
     }
 
     /// Reads a stored payload of `(event_type, version)`.
-    pub fn from_payload(event_type: &str, version: u32, bytes: &[u8]) -> Result<RepoEvent, EventError> {
+    pub fn from_payload(
+        event_type: &str,
+        version: u32,
+        bytes: &[u8],
+    ) -> Result<RepoEvent, EventError> {
         match (event_type, version) {
             (REPO_COMMITTED, 1) => {
                 let mut r = Reader::open(REPO_COMMITTED, bytes)?;
@@ -222,7 +226,11 @@ fn opt_link(c: Option<Cid>) -> Ipld {
 
 fn op_to_ipld(op: &RepoOp) -> Ipld {
     let mut m = BTreeMap::new();
-    put(&mut m, "action", Ipld::String(op.action.as_str().to_string()));
+    put(
+        &mut m,
+        "action",
+        Ipld::String(op.action.as_str().to_string()),
+    );
     put(&mut m, "path", Ipld::String(op.path.clone()));
     put(&mut m, "cid", opt_link(op.cid));
     put(&mut m, "prev", opt_link(op.prev));

@@ -50,7 +50,11 @@ pub fn commit_frame(ev: &Committed, seq: i64, time: &str) -> Result<Vec<u8>, Cbo
         .iter()
         .map(|op| {
             let mut m = BTreeMap::new();
-            put(&mut m, "action", Ipld::String(op.action.as_str().to_string()));
+            put(
+                &mut m,
+                "action",
+                Ipld::String(op.action.as_str().to_string()),
+            );
             put(&mut m, "path", Ipld::String(op.path.clone()));
             put(&mut m, "cid", op.cid.map_or(Ipld::Null, Ipld::Link));
             if let Some(prev) = op.prev {
@@ -156,7 +160,10 @@ fn message(t: &str, body: BTreeMap<String, Ipld>) -> Result<Vec<u8>, CborError> 
     frame(h, body)
 }
 
-fn frame(header: BTreeMap<String, Ipld>, body: BTreeMap<String, Ipld>) -> Result<Vec<u8>, CborError> {
+fn frame(
+    header: BTreeMap<String, Ipld>,
+    body: BTreeMap<String, Ipld>,
+) -> Result<Vec<u8>, CborError> {
     let mut out = cbor::encode(&Ipld::Map(header))?;
     cbor::encode_into(&Ipld::Map(body), &mut out)?;
     Ok(out)
@@ -201,15 +208,14 @@ pub fn decode_frame(bytes: &[u8]) -> Result<Frame, FrameError> {
     match header.get("op") {
         Some(Ipld::Integer(1)) => {
             if header.len() != 2 {
-                return Err(FrameError::Header("a message header has exactly `op` and `t`"));
+                return Err(FrameError::Header(
+                    "a message header has exactly `op` and `t`",
+                ));
             }
             let Some(Ipld::String(t)) = header.get("t") else {
                 return Err(FrameError::Header("`t` must be a string"));
             };
-            Ok(Frame::Message {
-                t: t.clone(),
-                body,
-            })
+            Ok(Frame::Message { t: t.clone(), body })
         }
         Some(Ipld::Integer(-1)) => {
             if header.len() != 1 {

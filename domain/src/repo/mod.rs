@@ -24,9 +24,7 @@ pub use apply_writes::{
     decide_apply_writes, ApplyWritesOutcome, NewCommit, Write, WriteEffect, WriteResult,
     MAX_COMMIT_BLOCKS_BYTES, MAX_RECORD_BYTES, MAX_WRITES,
 };
-pub use events::{
-    Committed, EventError, RepoEvent, RepoOp, Synced, REPO_COMMITTED, REPO_SYNCED,
-};
+pub use events::{Committed, EventError, RepoEvent, RepoOp, Synced, REPO_COMMITTED, REPO_SYNCED};
 pub use genesis::{decide_genesis, Genesis};
 pub use state::{RepoRoot, RepoState};
 
@@ -50,7 +48,11 @@ pub enum RepoError {
     #[error("{}", .0)]
     InvalidSwap(Box<SwapMismatch>),
     #[error("record at {path} is {size} bytes; the maximum is {max}")]
-    RecordTooLarge { path: String, size: usize, max: usize },
+    RecordTooLarge {
+        path: String,
+        size: usize,
+        max: usize,
+    },
     #[error("Too many writes. Max event size: 2MB (commit blocks are {size} bytes; the maximum is {max})")]
     CommitTooLarge { size: usize, max: usize },
     #[error("repo {0} has no commit yet")]
