@@ -5,7 +5,7 @@
 //! and returns the blocks to store. Never validates records against lexicons (the caller does, and
 //! owns `validationStatus`); it checks only what the repo itself requires.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 
 use crate::car;
 use crate::cbor::{self, Cid, Ipld};
@@ -149,7 +149,7 @@ pub fn decide_apply_writes(
     let mut results = Vec::with_capacity(writes.len());
     // Path → value before the batch, in first-touch order.
     let mut touched: Vec<(String, Option<Cid>)> = Vec::new();
-    let mut seen: HashMap<String, ()> = HashMap::new();
+    let mut seen: HashSet<String> = HashSet::new();
     // Record blocks and blob refs of every record put, by CID.
     let mut records: BTreeMap<Cid, (Vec<u8>, Vec<Cid>)> = BTreeMap::new();
 
@@ -173,8 +173,7 @@ pub fn decide_apply_writes(
         };
         let path = checked_path(collection, &rkey)?;
         let current = tree.get(blocks, &path)?;
-        if !seen.contains_key(&path) {
-            seen.insert(path.clone(), ());
+        if seen.insert(path.clone()) {
             touched.push((path.clone(), current));
         }
 
