@@ -4,6 +4,7 @@
 //! Everything here is deterministic given its inputs (randomness and clocks are passed in or
 //! isolated in `tid::TidClock` and key generation).
 
+pub mod account;
 pub mod car;
 pub mod cbor;
 pub mod commit;
