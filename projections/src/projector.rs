@@ -32,8 +32,11 @@ pub struct Table {
     pub columns: &'static [&'static str],
 }
 
-/// Applies one event inside the given transaction (same SQL shape on both backends).
-pub type ApplyFn = for<'a> fn(Tx<'a>, &'a Envelope) -> BoxFuture<'a, Result<(), ProjectionError>>;
+/// Applies events, in log order, inside the given transaction: the events of one append or one
+/// page of the log that the projector handles (never empty). Applying a slice must leave the same
+/// rows as applying its events one by one; taking a slice lets a projector fold a page into one
+/// statement per key (a round trip per event would make Postgres replays crawl).
+pub type ApplyFn = for<'a> fn(Tx<'a>, &'a [&'a Envelope]) -> BoxFuture<'a, Result<(), ProjectionError>>;
 
 /// A projector: a name, the event types it handles, its tables and its `apply`.
 #[derive(Clone, Copy)]
@@ -58,26 +61,26 @@ impl Projector {
         self.handles.is_empty() || self.handles.contains(&event_type)
     }
 
-    /// Applies `event` if this projector handles its type.
-    pub async fn apply_if_handled(&self, tx: Tx<'_>, event: &Envelope) -> Result<(), ProjectionError> {
-        if self.handles(&event.event_type) {
-            (self.apply)(tx, event).await
-        } else {
-            Ok(())
+    /// Applies those of `events` this projector handles (with `position <= up_to`), in order.
+    pub async fn apply_handled(&self, tx: Tx<'_>, events: &[Envelope], up_to: i64) -> Result<(), ProjectionError> {
+        let mine: Vec<&Envelope> =
+            events.iter().filter(|e| e.position <= up_to && self.handles(&e.event_type)).collect();
+        if mine.is_empty() {
+            return Ok(());
         }
+        (self.apply)(tx, &mine).await
     }
 }
 
-/// Applies every event to every projector that handles it, in log order.
+/// Applies `events` (in log order) to every projector; projectors own disjoint tables, so each
+/// takes the whole slice in turn.
 pub(crate) async fn apply_events(
     projectors: &[Projector],
     mut tx: Tx<'_>,
     events: &[Envelope],
 ) -> Result<(), ProjectionError> {
-    for event in events {
-        for p in projectors {
-            p.apply_if_handled(tx.reborrow(), event).await?;
-        }
+    for p in projectors {
+        p.apply_handled(tx.reborrow(), events, i64::MAX).await?;
     }
     Ok(())
 }

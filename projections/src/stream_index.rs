@@ -2,6 +2,8 @@
 //! first '/' — its version and the position of its last event, committed with each append so
 //! operators can list aggregates. Served at `org.eventpds.admin.listStreams`.
 
+use std::collections::BTreeMap;
+
 use eventlog::{Envelope, EventLog, ReadPool, Tx};
 use futures_util::future::BoxFuture;
 
@@ -22,33 +24,44 @@ pub fn kind_of(stream: &str) -> &str {
     stream.split_once('/').map_or(stream, |(k, _)| k)
 }
 
-fn apply<'a>(tx: Tx<'a>, e: &'a Envelope) -> BoxFuture<'a, Result<(), ProjectionError>> {
+fn apply<'a>(tx: Tx<'a>, events: &'a [&'a Envelope]) -> BoxFuture<'a, Result<(), ProjectionError>> {
     Box::pin(async move {
-        let kind = kind_of(&e.stream);
+        // Each stream's last event in the slice (events come in log order): one upsert per stream.
+        let mut last: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+        for e in events {
+            last.insert(e.stream.as_str(), (e.stream_version, e.position));
+        }
         match tx {
             Tx::Sqlite(c) => {
-                sqlx::query(
-                    "INSERT INTO stream_index (stream, kind, version, last_position) VALUES (?, ?, ?, ?) \
-                     ON CONFLICT (stream) DO UPDATE SET version = excluded.version, \
-                     last_position = excluded.last_position",
-                )
-                .bind(&e.stream)
-                .bind(kind)
-                .bind(e.stream_version)
-                .bind(e.position)
-                .execute(c)
-                .await?;
+                for (stream, (version, position)) in &last {
+                    sqlx::query(
+                        "INSERT INTO stream_index (stream, kind, version, last_position) VALUES (?, ?, ?, ?) \
+                         ON CONFLICT (stream) DO UPDATE SET version = excluded.version, \
+                         last_position = excluded.last_position",
+                    )
+                    .bind(stream)
+                    .bind(kind_of(stream))
+                    .bind(version)
+                    .bind(position)
+                    .execute(&mut *c)
+                    .await?;
+                }
             }
             Tx::Postgres(c) => {
+                let streams: Vec<&str> = last.keys().copied().collect();
+                let kinds: Vec<&str> = streams.iter().map(|s| kind_of(s)).collect();
+                let versions: Vec<i64> = last.values().map(|v| v.0).collect();
+                let positions: Vec<i64> = last.values().map(|v| v.1).collect();
                 sqlx::query(
-                    "INSERT INTO stream_index (stream, kind, version, last_position) VALUES ($1, $2, $3, $4) \
+                    "INSERT INTO stream_index (stream, kind, version, last_position) \
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[]) \
                      ON CONFLICT (stream) DO UPDATE SET version = excluded.version, \
                      last_position = excluded.last_position",
                 )
-                .bind(&e.stream)
-                .bind(kind)
-                .bind(e.stream_version)
-                .bind(e.position)
+                .bind(&streams)
+                .bind(&kinds)
+                .bind(&versions)
+                .bind(&positions)
                 .execute(c)
                 .await?;
             }

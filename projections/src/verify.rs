@@ -180,13 +180,9 @@ impl Scratch {
                 while cursor < end {
                     let page = log.read_all(cursor, PAGE).await?;
                     let Some(last) = page.last().map(|e| e.position) else { break };
-                    for e in page.iter().filter(|e| e.position <= end) {
-                        events += 1;
-                        for (p, target) in projectors.iter().zip(targets) {
-                            if e.position <= *target {
-                                p.apply_if_handled(Tx::Sqlite(&mut tx), e).await?;
-                            }
-                        }
+                    events += page.iter().filter(|e| e.position <= end).count() as u64;
+                    for (p, target) in projectors.iter().zip(targets) {
+                        p.apply_handled(Tx::Sqlite(&mut tx), &page, *target).await?;
                     }
                     cursor = last;
                 }
@@ -197,13 +193,9 @@ impl Scratch {
                 while cursor < end {
                     let page = log.read_all(cursor, PAGE).await?;
                     let Some(last) = page.last().map(|e| e.position) else { break };
-                    for e in page.iter().filter(|e| e.position <= end) {
-                        events += 1;
-                        for (p, target) in projectors.iter().zip(targets) {
-                            if e.position <= *target {
-                                p.apply_if_handled(Tx::Postgres(&mut tx), e).await?;
-                            }
-                        }
+                    events += page.iter().filter(|e| e.position <= end).count() as u64;
+                    for (p, target) in projectors.iter().zip(targets) {
+                        p.apply_handled(Tx::Postgres(&mut tx), &page, *target).await?;
                     }
                     cursor = last;
                 }

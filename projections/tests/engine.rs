@@ -172,13 +172,17 @@ const FLAKY: Projector = Projector {
     apply: flaky,
 };
 
-/// event_stats, except that it fails on a `boom` event.
-fn flaky<'a>(tx: Tx<'a>, e: &'a Envelope) -> BoxFuture<'a, Result<(), ProjectionError>> {
+/// event_stats, except that it fails on a `boom` event — after writing the events before it.
+fn flaky<'a>(mut tx: Tx<'a>, events: &'a [&'a Envelope]) -> BoxFuture<'a, Result<(), ProjectionError>> {
     Box::pin(async move {
-        if e.event_type == "boom" {
-            return Err(ProjectionError::Apply { projector: "flaky", position: e.position, message: "boom".into() });
+        let good = events.iter().take_while(|e| e.event_type != "boom").count();
+        if good > 0 {
+            (event_stats::PROJECTOR.apply)(tx.reborrow(), &events[..good]).await?;
         }
-        (event_stats::PROJECTOR.apply)(tx, e).await
+        match events.get(good) {
+            Some(e) => Err(ProjectionError::Apply { projector: "flaky", position: e.position, message: "boom".into() }),
+            None => Ok(()),
+        }
     })
 }
 
