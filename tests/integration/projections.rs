@@ -120,6 +120,36 @@ async fn cli_replay_verify_and_tail(url: &str) {
     let plain = text(&out.stdout);
     assert_eq!(plain.lines().count(), 3, "{plain}");
     assert!(plain.lines().next().unwrap().starts_with("19\t"), "{plain}");
+
+    // --follow: the backlog, then events appended afterwards by another process.
+    let mut cmd = std::process::Command::new(crate::harness::pds_bin());
+    cmd.args(["events", "tail", "--follow", "--json", "--from", &(head - 1).to_string()]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let line = |rx: &std::sync::mpsc::Receiver<String>| -> Value {
+        serde_json::from_str(&rx.recv_timeout(Duration::from_secs(10)).expect("no line from --follow")).unwrap()
+    };
+    assert_eq!(line(&rx)["position"], head);
+    projections::Appender::new(log.clone())
+        .append(vec![StreamAppend::new("repo/did:plc:new", ExpectedVersion::NoStream, vec![NewEvent::new("repo.new", 1, payload(7))])])
+        .await
+        .unwrap();
+    let live = line(&rx);
+    assert_eq!((live["position"].as_i64(), live["type"].as_str()), (Some(head + 1), Some("repo.new")));
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[tokio::test]
