@@ -6,6 +6,7 @@ pub mod car_tools;
 pub mod cli;
 pub mod config;
 pub mod event_json;
+pub mod firehose;
 pub mod ops;
 pub mod secrets;
 pub mod server;

@@ -33,6 +33,7 @@ pub fn router(config: Config, log: EventLog) -> Router {
     let state = AppState { config: Arc::new(config), log, appender };
     Router::new()
         .merge(crate::admin::routes())
+        .merge(crate::firehose::routes())
         .route("/", get(banner))
         .route("/robots.txt", get(robots))
         .route("/xrpc/_health", get(health))
