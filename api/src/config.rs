@@ -12,6 +12,8 @@ use crate::secrets::Secrets;
 
 /// Default port of the reference PDS.
 pub const DEFAULT_PORT: u16 = 2583;
+/// Reference default for `PDS_DID_PLC_URL`.
+pub const DEFAULT_DID_PLC_URL: &str = "https://plc.directory";
 /// Reference default for `PDS_BLOB_UPLOAD_LIMIT` (5 MiB).
 pub const DEFAULT_BLOB_UPLOAD_LIMIT: u64 = 5 * 1024 * 1024;
 
@@ -43,6 +45,9 @@ pub struct Config {
     pub terms_of_service_url: Option<String>,
     pub contact_email_address: Option<String>,
     pub dev_mode: bool,
+    /// `PDS_DID_PLC_URL`: the PLC directory new did:plc identities are submitted to (default
+    /// `https://plc.directory`, as the reference).
+    pub did_plc_url: String,
     pub secrets: Secrets,
 }
 
@@ -163,6 +168,7 @@ impl Config {
             terms_of_service_url: env.get("PDS_TERMS_OF_SERVICE_URL"),
             contact_email_address: env.get("PDS_CONTACT_EMAIL_ADDRESS"),
             dev_mode,
+            did_plc_url: env.get("PDS_DID_PLC_URL").unwrap_or_else(|| DEFAULT_DID_PLC_URL.to_string()),
             secrets,
         })
     }

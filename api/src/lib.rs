@@ -2,6 +2,7 @@
 //! It never decides domain rules itself: it parses, calls `domain`/`commands`, and renders.
 
 pub mod admin;
+pub mod auth;
 pub mod car_tools;
 pub mod cli;
 pub mod config;
@@ -10,4 +11,5 @@ pub mod firehose;
 pub mod ops;
 pub mod secrets;
 pub mod server;
+pub mod server_accounts;
 pub mod xrpc;

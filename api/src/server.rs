@@ -34,6 +34,7 @@ pub fn router(config: Config, log: EventLog) -> Router {
     Router::new()
         .merge(crate::admin::routes())
         .merge(crate::firehose::routes())
+        .merge(crate::server_accounts::routes())
         .route("/", get(banner))
         .route("/robots.txt", get(robots))
         .route("/xrpc/_health", get(health))

@@ -37,6 +37,13 @@ fn migrator() -> Migrator {
             MigrationType::Simple,
             Cow::Borrowed(include_str!("../../migrations/sqlite/0002_projections.sql")),
             false,
+        ),
+        Migration::new(
+            3,
+            Cow::Borrowed("accounts repo blocks"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/sqlite/0003_accounts_repo_blocks.sql")),
+            false,
         )]),
         ..Migrator::DEFAULT
     }

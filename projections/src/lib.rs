@@ -6,11 +6,14 @@
 //! Every read model here is a pure function of the log: nothing in this crate writes a read-model
 //! row except a projector's `apply`, and nothing but `replay` deletes one.
 
+pub mod accounts;
 pub mod checkpoints;
 pub mod event_stats;
 mod projector;
 pub mod replay;
+pub mod repo_blocks;
 pub mod runner;
+pub mod sql;
 pub mod stream_index;
 pub mod verify;
 
@@ -18,7 +21,7 @@ pub use projector::{ApplyFn, Appender, Kind, ProjectionError, Projector, Table};
 
 /// Every production projector, inline ones first.
 pub fn all() -> Vec<Projector> {
-    vec![stream_index::PROJECTOR, event_stats::PROJECTOR]
+    vec![stream_index::PROJECTOR, accounts::PROJECTOR, repo_blocks::PROJECTOR, event_stats::PROJECTOR]
 }
 
 /// The production projector called `name`.

@@ -1,0 +1,107 @@
+//! `com.atproto.server.createSession` (login by handle, DID or email, with the account password or
+//! an app password) and `getSession`. An unknown identifier costs one dummy password verification,
+//! so response times don't tell which accounts exist; it answers exactly as a wrong password does.
+//!
+//! Never records the refresh token, only its hash (in `account.session_created`). Not here yet:
+//! email two-factor (`authFactorToken`).
+
+use domain::account::{self, AccountEvent, CreateSession, PasswordCheck};
+use domain::password;
+use domain::session_jwt::{self, Scope};
+use domain::syntax::Did;
+use eventlog::ExpectedVersion;
+
+use crate::{
+    account_append, account_error, account_view, append_error, blocking, load_account, now, refresh_expiry_micros,
+    tokens, AccountView, CommandError, Ctx, Session,
+};
+
+/// Attempts when a concurrent change to the account moves its stream version.
+const ATTEMPTS: usize = 3;
+
+/// The DID an identifier names, if an account has it: an email (contains `@`), a DID, or a handle.
+pub async fn resolve_identifier(ctx: &Ctx, identifier: &str) -> Result<Option<String>, CommandError> {
+    let id = identifier.trim();
+    let log = ctx.log();
+    Ok(if id.contains('@') {
+        projections::accounts::did_by_email(log, id).await?
+    } else if id.starts_with("did:") {
+        projections::accounts::exists(log, id).await?.then(|| id.to_owned())
+    } else {
+        projections::accounts::did_by_handle(log, id).await?
+    })
+}
+
+pub async fn create_session(
+    ctx: &Ctx,
+    identifier: &str,
+    password: String,
+    allow_takendown: bool,
+) -> Result<Session, CommandError> {
+    if password::check_login_password(&password).is_err() {
+        return Err(CommandError::AuthenticationRequired);
+    }
+    let Some(did) = resolve_identifier(ctx, identifier).await? else {
+        blocking(move || password::dummy_verify(&password)).await?;
+        return Err(CommandError::AuthenticationRequired);
+    };
+    let (state, _) = load_account(ctx.log(), &did).await?;
+    let Some(account) = state.live() else {
+        blocking(move || password::dummy_verify(&password)).await?;
+        return Err(CommandError::AuthenticationRequired);
+    };
+    let phc = account.password_hash.clone();
+    let did_for_hash = did.clone();
+    let check = blocking(move || {
+        let account_password_ok = password::verify_password(&password, &phc);
+        let app_password_hash = (!account_password_ok && password::is_app_password_format(&password))
+            .then(|| password::hash_app_password(&did_for_hash, &password).ok())
+            .flatten();
+        PasswordCheck { account_password_ok, app_password_hash }
+    })
+    .await?;
+    let parsed = Did::parse(&did).map_err(|e| CommandError::Internal(e.to_string()))?;
+
+    for _ in 0..ATTEMPTS {
+        let (state, version) = load_account(ctx.log(), &did).await?;
+        let (now_micros, now_secs) = now();
+        let jti = session_jwt::generate_jti();
+        let events = account::decide_create_session(
+            &state,
+            CreateSession {
+                password: check.clone(),
+                allow_takendown,
+                token_hash: session_jwt::refresh_token_hash(&jti),
+                expires_at: refresh_expiry_micros(now_secs),
+            },
+            now_micros,
+        )
+        .map_err(account_error)?;
+        let Some(account) = state.live() else { return Err(CommandError::AuthenticationRequired) };
+        let scope = match events.first() {
+            Some(AccountEvent::SessionCreated { app_password_name, .. }) => {
+                account.session_scope(app_password_name.as_deref())
+            }
+            // A takendown account logging in with `allowTakendown`: nothing is stored.
+            _ => Scope::Takendown,
+        };
+        if !events.is_empty() {
+            let batch = vec![account_append(&parsed, ExpectedVersion::Exact(version), &events)];
+            match ctx.appender.append(batch).await {
+                Ok(_) => {}
+                Err(eventlog::AppendError::Conflict { .. }) => continue,
+                Err(e) => return Err(append_error(e, account.handle.as_str(), &account.email)),
+            }
+        }
+        let (access_jwt, refresh_jwt) = tokens(ctx, &did, scope, &jti, now_secs);
+        return Ok(Session { account: account_view(ctx, account), access_jwt, refresh_jwt });
+    }
+    Err(CommandError::Conflict(format!("account/{did}")))
+}
+
+/// `com.atproto.server.getSession`: the account behind a verified access token.
+pub async fn get_session(ctx: &Ctx, did: &str) -> Result<AccountView, CommandError> {
+    let (state, _) = load_account(ctx.log(), did).await?;
+    let account = state.live().ok_or(CommandError::AccountNotFound)?;
+    Ok(account_view(ctx, account))
+}

@@ -1,0 +1,252 @@
+//! `accounts` (inline): accounts by DID with their handle and email (lowercase, each UNIQUE, so
+//! two creations racing for one handle cannot both commit), password hash, encrypted signing key
+//! and status; their app passwords; their refresh tokens by hash, with family, expiry and
+//! successor. Applied from the `account/<did>` stream's events (`domain::account`), the same rules
+//! `evolve` folds, so the tables always describe the state the commands decide on.
+//!
+//! Never holds a secret in the clear: it stores what the events carry (hashes, encrypted keys).
+//! Never reads the clock: token pruning uses the events' own times.
+
+use domain::account::{AccountEvent, AccountStatus, EVENT_TYPES, RETIRED_TOKEN_MEMORY_MICROS};
+use eventlog::{Envelope, EventLog, Tx};
+use futures_util::future::BoxFuture;
+
+use crate::sql::{exec, fetch_text};
+use crate::{Kind, ProjectionError, Projector, Table};
+
+pub const NAME: &str = "accounts";
+
+pub const PROJECTOR: Projector = Projector {
+    name: NAME,
+    kind: Kind::Inline,
+    handles: &EVENT_TYPES,
+    tables: &[
+        Table {
+            name: "accounts",
+            columns: &[
+                "did",
+                "handle",
+                "email",
+                "email_confirmed_at",
+                "password_hash",
+                "signing_key_encrypted",
+                "signing_did_key",
+                "plc_genesis",
+                "invite_code",
+                "created_at",
+                "deactivated_at",
+                "delete_after",
+                "takedown_ref",
+                "taken_down_at",
+            ],
+        },
+        Table {
+            name: "account_app_passwords",
+            columns: &["did", "name", "password_hash", "privileged", "created_at"],
+        },
+        Table {
+            name: "account_refresh_tokens",
+            columns: &["token_hash", "did", "family", "app_password_name", "expires_at", "successor"],
+        },
+    ],
+    apply,
+};
+
+fn apply<'a>(mut tx: Tx<'a>, events: &'a [&'a Envelope]) -> BoxFuture<'a, Result<(), ProjectionError>> {
+    Box::pin(async move {
+        for e in events {
+            let fail = |message: String| ProjectionError::Apply { projector: NAME, position: e.position, message };
+            let Some(did) = e.stream.strip_prefix("account/") else {
+                return Err(fail(format!("event in stream {} outside account/<did>", e.stream)));
+            };
+            let event = AccountEvent::from_payload(&e.event_type, e.event_version, &e.payload)
+                .map_err(|err| fail(err.to_string()))?;
+            apply_one(&mut tx, did, &event).await?;
+        }
+        Ok(())
+    })
+}
+
+const DELETE_TOKENS: &str = "DELETE FROM account_refresh_tokens WHERE did = ?";
+const PRUNE_TOKENS: &str = "DELETE FROM account_refresh_tokens WHERE did = ? AND \
+     ((successor IS NULL AND expires_at <= ?) OR (successor IS NOT NULL AND expires_at + ? <= ?))";
+
+async fn prune(tx: &mut Tx<'_>, did: &str, at: i64) -> Result<(), sqlx::Error> {
+    exec(tx, PRUNE_TOKENS, &[did.into(), at.into(), RETIRED_TOKEN_MEMORY_MICROS.into(), at.into()]).await?;
+    Ok(())
+}
+
+async fn delete_account(tx: &mut Tx<'_>, did: &str) -> Result<(), sqlx::Error> {
+    exec(tx, "DELETE FROM accounts WHERE did = ?", &[did.into()]).await?;
+    exec(tx, "DELETE FROM account_app_passwords WHERE did = ?", &[did.into()]).await?;
+    exec(tx, DELETE_TOKENS, &[did.into()]).await?;
+    Ok(())
+}
+
+async fn apply_one(tx: &mut Tx<'_>, did: &str, event: &AccountEvent) -> Result<(), sqlx::Error> {
+    match event {
+        AccountEvent::Created(c) => {
+            delete_account(tx, did).await?;
+            exec(
+                tx,
+                "INSERT INTO accounts (did, handle, email, email_confirmed_at, password_hash, \
+                 signing_key_encrypted, signing_did_key, plc_genesis, invite_code, created_at, \
+                 deactivated_at, delete_after, takedown_ref, taken_down_at) \
+                 VALUES (?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL)",
+                &[
+                    did.into(),
+                    c.handle.as_str().into(),
+                    c.email.clone().into(),
+                    c.password_hash.clone().into(),
+                    c.signing_key_encrypted.clone().into(),
+                    c.signing_did_key.clone().into(),
+                    c.plc_genesis.map(|cid| cid.to_string()).into(),
+                    c.invite_code.clone().into(),
+                    c.created_at.into(),
+                    c.deactivated.then_some(c.created_at).into(),
+                ],
+            )
+            .await?;
+        }
+        AccountEvent::HandleUpdated { handle, .. } => {
+            exec(tx, "UPDATE accounts SET handle = ? WHERE did = ?", &[handle.as_str().into(), did.into()]).await?;
+        }
+        AccountEvent::EmailUpdated { email, .. } => {
+            exec(
+                tx,
+                "UPDATE accounts SET email = ?, email_confirmed_at = NULL WHERE did = ?",
+                &[email.clone().into(), did.into()],
+            )
+            .await?;
+        }
+        AccountEvent::EmailConfirmed { email, at } => {
+            exec(
+                tx,
+                "UPDATE accounts SET email_confirmed_at = ? WHERE did = ? AND email = ?",
+                &[(*at).into(), did.into(), email.clone().into()],
+            )
+            .await?;
+        }
+        AccountEvent::PasswordChanged { password_hash, .. } => {
+            exec(tx, "UPDATE accounts SET password_hash = ? WHERE did = ?", &[password_hash.clone().into(), did.into()])
+                .await?;
+            exec(tx, DELETE_TOKENS, &[did.into()]).await?;
+        }
+        AccountEvent::AppPasswordCreated { name, password_hash, privileged, at } => {
+            exec(
+                tx,
+                "INSERT INTO account_app_passwords (did, name, password_hash, privileged, created_at) \
+                 VALUES (?, ?, ?, ?, ?)",
+                &[did.into(), name.clone().into(), password_hash.clone().into(), i64::from(*privileged).into(), (*at).into()],
+            )
+            .await?;
+        }
+        AccountEvent::AppPasswordRevoked { name, .. } => {
+            exec(tx, "DELETE FROM account_app_passwords WHERE did = ? AND name = ?", &[did.into(), name.clone().into()])
+                .await?;
+            exec(
+                tx,
+                "DELETE FROM account_refresh_tokens WHERE did = ? AND app_password_name = ?",
+                &[did.into(), name.clone().into()],
+            )
+            .await?;
+        }
+        AccountEvent::SessionCreated { token_hash, app_password_name, expires_at, at } => {
+            prune(tx, did, *at).await?;
+            exec(
+                tx,
+                "INSERT INTO account_refresh_tokens (token_hash, did, family, app_password_name, expires_at, successor) \
+                 VALUES (?, ?, ?, ?, ?, NULL)",
+                &[
+                    token_hash.clone().into(),
+                    did.into(),
+                    token_hash.clone().into(),
+                    app_password_name.clone().into(),
+                    (*expires_at).into(),
+                ],
+            )
+            .await?;
+        }
+        AccountEvent::SessionRefreshed { family, old_hash, new_hash, grace_expires_at, expires_at, at } => {
+            exec(
+                tx,
+                "INSERT INTO account_refresh_tokens (token_hash, did, family, app_password_name, expires_at, successor) \
+                 VALUES (?, ?, ?, (SELECT app_password_name FROM account_refresh_tokens WHERE token_hash = ?), ?, NULL)",
+                &[new_hash.clone().into(), did.into(), family.clone().into(), old_hash.clone().into(), (*expires_at).into()],
+            )
+            .await?;
+            exec(
+                tx,
+                "UPDATE account_refresh_tokens SET expires_at = ?, successor = ? WHERE token_hash = ?",
+                &[(*grace_expires_at).into(), new_hash.clone().into(), old_hash.clone().into()],
+            )
+            .await?;
+            prune(tx, did, *at).await?;
+        }
+        AccountEvent::SessionRevoked { family, .. } | AccountEvent::SessionFamilyRevoked { family, .. } => {
+            exec(
+                tx,
+                "DELETE FROM account_refresh_tokens WHERE did = ? AND family = ?",
+                &[did.into(), family.clone().into()],
+            )
+            .await?;
+        }
+        AccountEvent::Activated { .. } => {
+            exec(tx, "UPDATE accounts SET deactivated_at = NULL, delete_after = NULL WHERE did = ?", &[did.into()])
+                .await?;
+        }
+        AccountEvent::Deactivated { delete_after, at } => {
+            exec(
+                tx,
+                "UPDATE accounts SET deactivated_at = ?, delete_after = ? WHERE did = ?",
+                &[(*at).into(), (*delete_after).into(), did.into()],
+            )
+            .await?;
+        }
+        AccountEvent::TakedownUpdated { applied, reference, at } => {
+            if *applied {
+                exec(
+                    tx,
+                    "UPDATE accounts SET takedown_ref = ?, taken_down_at = ? WHERE did = ?",
+                    &[reference.clone().into(), (*at).into(), did.into()],
+                )
+                .await?;
+                exec(tx, DELETE_TOKENS, &[did.into()]).await?;
+            } else {
+                exec(tx, "UPDATE accounts SET takedown_ref = NULL, taken_down_at = NULL WHERE did = ?", &[did.into()])
+                    .await?;
+            }
+        }
+        AccountEvent::Deleted { .. } | AccountEvent::Status { status: Some(AccountStatus::Deleted), .. } => {
+            delete_account(tx, did).await?;
+        }
+        AccountEvent::Identity { .. } | AccountEvent::Status { .. } => {}
+    }
+    Ok(())
+}
+
+/// The DID of the account with this handle (lowercase), if any.
+pub async fn did_by_handle(log: &EventLog, handle: &str) -> Result<Option<String>, ProjectionError> {
+    Ok(fetch_text(log.read_pool(), "SELECT did FROM accounts WHERE handle = ?", &[handle.to_ascii_lowercase().into()])
+        .await?)
+}
+
+/// The DID of the account with this email (compared lowercase), if any.
+pub async fn did_by_email(log: &EventLog, email: &str) -> Result<Option<String>, ProjectionError> {
+    Ok(fetch_text(log.read_pool(), "SELECT did FROM accounts WHERE email = ?", &[email.to_lowercase().into()]).await?)
+}
+
+/// Whether an account row exists for `did`.
+pub async fn exists(log: &EventLog, did: &str) -> Result<bool, ProjectionError> {
+    Ok(fetch_text(log.read_pool(), "SELECT did FROM accounts WHERE did = ?", &[did.into()]).await?.is_some())
+}
+
+/// Whether `e` is the accounts table's unique constraint on `column` (`handle` or `email`).
+pub fn is_unique_violation_on(e: &sqlx::Error, column: &str) -> bool {
+    match e.as_database_error() {
+        Some(db) if db.is_unique_violation() => {
+            db.constraint().is_some_and(|c| c.contains(column)) || db.message().contains(&format!("accounts.{column}"))
+        }
+        _ => false,
+    }
+}
