@@ -7,3 +7,4 @@ mod car_cli;
 mod serve;
 mod plc;
 mod projections;
+mod accounts;
