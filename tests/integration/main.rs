@@ -7,4 +7,5 @@ mod car_cli;
 mod serve;
 mod plc;
 mod projections;
+mod firehose;
 mod accounts;
