@@ -132,6 +132,25 @@ async fn accounts_flow(pg: Option<&PgDatabase>) {
     assert_eq!(malformed.status().as_u16(), 400);
     assert_eq!(malformed.json::<Value>().await.unwrap()["error"], "InvalidRequest");
 
+    // Two creations racing for one handle: one wins, the other is HandleNotAvailable (the read
+    // model's UNIQUE constraint), never a 500; the same for one email.
+    let (a, b) = tokio::join!(
+        post(s, nsid, None, create_body("racer.test", "racer1@example.com")),
+        post(s, nsid, None, create_body("RACER.test", "racer2@example.com")),
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(statuses, [200, 400], "{a:?} {b:?}");
+    let loser = if a.0 == 400 { &a } else { &b };
+    assert_error(loser, 400, "HandleNotAvailable");
+    let (a, b) = tokio::join!(
+        post(s, nsid, None, create_body("mailrace1.test", "same@example.com")),
+        post(s, nsid, None, create_body("mailrace2.test", "SAME@example.com")),
+    );
+    let loser = if a.0 == 400 { &a } else { &b };
+    assert_eq!([a.0.min(b.0), a.0.max(b.0)], [200, 400], "{a:?} {b:?}");
+    assert_error(loser, 400, "InvalidRequest");
+
     // --- createSession -------------------------------------------------------------------------
     let login = |id: &str, pw: &str| json!({ "identifier": id, "password": pw });
     let by_handle = post(s, "com.atproto.server.createSession", None, login("alice.test", PASSWORD)).await;
