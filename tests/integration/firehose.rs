@@ -356,6 +356,18 @@ fn check_sync_v11(frames: &[(i64, Vec<u8>)], keys: &HashMap<String, PublicKey>) 
     inverted
 }
 
+/// Appends `#account` markers until the live subscriber shows it is following (the server
+/// subscribes after the handshake, so a frame appended right after connecting may predate it);
+/// returns the seq of the first frame it got: every later one must follow without a gap.
+async fn first_live_seq(w: &mut Writer, ws: &mut Ws, did: &Did) -> i64 {
+    loop {
+        w.status(did, None).await;
+        if let Ok(Some(Ok(Message::Binary(b)))) = tokio::time::timeout(Duration::from_millis(300), ws.next()).await {
+            return int(&decode(&b).1, "seq");
+        }
+    }
+}
+
 async fn expect_http_error(server: &Server, query: &str) {
     let r = reqwest::Client::new().get(format!("{}?{query}", server.xrpc(NSID))).send().await.unwrap();
     assert_eq!(r.status(), 400, "{query}");
@@ -419,13 +431,14 @@ async fn replay_and_live(server: &Server, url: &str) {
     expect_error_then_close(&mut future, "FutureCursor").await;
 
     // A live subscriber: only what comes after its connection.
-    let live_after = log.head().await.unwrap().seq;
-    let live = tokio::spawn(collect(connect(server, "").await));
+    let mut live = connect(server, "").await;
+    let live_after = first_live_seq(&mut w, &mut live, &repos[0].did).await;
+    let live = tokio::spawn(collect(live));
     // Replays: everything, from the middle, from the head.
+    let head = log.head().await.unwrap().seq;
     let from_zero = tokio::spawn(collect(connect(server, "cursor=0").await));
     let from_middle = tokio::spawn(collect(connect(server, "cursor=300").await));
-    let from_head = tokio::spawn(collect(connect(server, &format!("cursor={live_after}")).await));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let from_head = tokio::spawn(collect(connect(server, &format!("cursor={head}")).await));
 
     // A concurrent writer while more subscribers connect mid-stream.
     let (progress_tx, mut progress) = tokio::sync::watch::channel(0usize);
@@ -448,7 +461,7 @@ async fn replay_and_live(server: &Server, url: &str) {
     let all = from_zero.await.unwrap();
     check_frames("cursor=0", &all, &expected, 0);
     check_frames("cursor=300", &from_middle.await.unwrap(), &expected, 300);
-    check_frames("cursor=head", &from_head.await.unwrap(), &expected, live_after);
+    check_frames("cursor=head", &from_head.await.unwrap(), &expected, head);
     check_frames("live", &live.await.unwrap(), &expected, live_after);
     check_frames("late cursor=0", &late_zero.await.unwrap(), &expected, 0);
     check_frames("late recent cursor", &late_recent.await.unwrap(), &expected, late_after - 5);
@@ -477,10 +490,10 @@ async fn too_slow(server: &Server, url: &str) {
     let log = EventLog::open(url).await.unwrap();
     let mut w = Writer::new(&log);
     let mut repo = w.create_account("slow").await;
-    let after = log.head().await.unwrap().seq;
     let mut slow = connect_small_buffer(server, "").await;
-    let healthy = tokio::spawn(collect(connect(server, "").await));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut healthy = connect(server, "").await;
+    let after = first_live_seq(&mut w, &mut healthy, &repo.did).await;
+    let healthy = tokio::spawn(collect(healthy));
 
     // ~12 MB of commits: more than the socket buffers hold, far more than 8 frames.
     let big = "x".repeat(150_000);
@@ -534,7 +547,7 @@ async fn outdated_cursor(server: &Server, url: &str) {
         w.nth_write(&mut old, i).await;
     }
     let old_seq = w.last_seq();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     let mut recent = w.create_account("recent").await;
     w.nth_write(&mut recent, 0).await;
     w.end().await;
@@ -552,7 +565,7 @@ async fn outdated_cursor(server: &Server, url: &str) {
 
 #[tokio::test]
 async fn subscribe_repos_outdated_cursor_on_sqlite() {
-    let server = Server::start(&[("PDS_REPO_BACKFILL_LIMIT_MS", "2000")]).await;
+    let server = Server::start(&[("PDS_REPO_BACKFILL_LIMIT_MS", "3000")]).await;
     let url = format!("sqlite:{}", server.data_dir.join("pds.sqlite").display());
     outdated_cursor(&server, &url).await;
 }
@@ -560,6 +573,6 @@ async fn subscribe_repos_outdated_cursor_on_sqlite() {
 #[tokio::test]
 async fn subscribe_repos_outdated_cursor_on_postgres() {
     let db = PgDatabase::create().await;
-    let server = Server::start(&[("PDS_REPO_BACKFILL_LIMIT_MS", "2000"), ("PDS_DATABASE_URL", &db.url)]).await;
+    let server = Server::start(&[("PDS_REPO_BACKFILL_LIMIT_MS", "3000"), ("PDS_DATABASE_URL", &db.url)]).await;
     outdated_cursor(&server, &db.url).await;
 }
