@@ -350,8 +350,9 @@ impl Source<'_> {
                         self.last = f.seq;
                         return Ok(f.frame);
                     }
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        return Err(too_slow(n));
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::info!(missed, "firehose: a live subscriber fell behind the buffer");
+                        return Err(too_slow());
                     }
                     Err(broadcast::error::RecvError::Closed) => return Err(Stop::Internal),
                 },
@@ -368,8 +369,8 @@ impl Source<'_> {
     }
 }
 
-fn too_slow(missed: u64) -> Stop {
-    tracing::info!(missed, "firehose: dropping a subscriber that fell behind the buffer");
+fn too_slow() -> Stop {
+    tracing::info!("firehose: dropping a subscriber that is too slow (ConsumerTooSlow)");
     Stop::Error(StreamError::ConsumerTooSlow, "Stream consumer too slow".into())
 }
 
@@ -439,7 +440,7 @@ async fn serve(mut socket: WebSocket, log: EventLog, hub: &Hub, settings: Settin
         };
         tokio::select! {
             sent = socket.send(Message::Binary(frame)) => if sent.is_err() { break Stop::Gone },
-            _ = lagged => break too_slow(0),
+            _ = lagged => break too_slow(),
         }
     };
     match stop {
