@@ -1,5 +1,5 @@
-//! The PLC directory (`PDS_DID_PLC_URL`) over HTTP: submitting signed operations. One shared
-//! client with a timeout; any answer but 2xx is an error. Never signs anything (`domain::plc`
+//! The PLC directory (`PDS_DID_PLC_URL`) over HTTP(S, rustls with the bundled webpki roots):
+//! submitting signed operations. One shared client with a timeout; any answer but 2xx is an error. Never signs anything (`domain::plc`
 //! does) and never decides what to submit.
 
 use std::sync::OnceLock;

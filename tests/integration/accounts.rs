@@ -303,3 +303,38 @@ async fn accounts_postgres() {
     accounts_flow(Some(&db)).await;
     db.drop_now().await;
 }
+
+/// A directory that does not answer: createAccount fails and nothing reaches the log.
+#[tokio::test]
+async fn plc_failure_appends_nothing() {
+    let dead = format!("http://127.0.0.1:{}", crate::harness::free_port());
+    let server = Server::start(&[
+        ("PDS_DID_PLC_URL", dead.as_str()),
+        ("PDS_INVITE_REQUIRED", "false"),
+        ("PDS_ADMIN_PASSWORD", ADMIN),
+    ])
+    .await;
+    let r = post(&server, "com.atproto.server.createAccount", None, create_body("carol.test", "carol@example.com")).await;
+    assert_error(&r, 500, "InternalServerError");
+    let events: Value = reqwest::Client::new()
+        .get(server.xrpc("org.eventpds.admin.listEvents"))
+        .basic_auth("admin", Some(ADMIN))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events["events"], json!([]), "{events}");
+    assert_error(&get(&server, "com.atproto.identity.resolveHandle?handle=carol.test", None).await, 400, "HandleNotFound");
+}
+
+/// With `PDS_INVITE_REQUIRED` (the default) and no invite-code system yet, every code is refused.
+#[tokio::test]
+async fn invite_required_refuses_every_code() {
+    let server = Server::start(&[]).await;
+    let mut body = create_body("dave.test", "dave@example.com");
+    assert_error(&post(&server, "com.atproto.server.createAccount", None, body.clone()).await, 400, "InvalidInviteCode");
+    body["inviteCode"] = json!("some-code");
+    assert_error(&post(&server, "com.atproto.server.createAccount", None, body).await, 400, "InvalidInviteCode");
+}
