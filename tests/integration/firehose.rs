@@ -402,8 +402,10 @@ async fn replay_and_live(server: &Server, url: &str) {
     let log = EventLog::open(url).await.unwrap();
     let mut w = Writer::new(&log);
 
-    // Not a WebSocket, or a malformed cursor: an XRPC error, no stream.
+    // Not a WebSocket, or a malformed cursor: an XRPC error, no stream; not a GET: 405.
     expect_http_error(server, "").await;
+    let post = reqwest::Client::new().post(server.xrpc(NSID)).send().await.unwrap();
+    assert_eq!(post.status(), 405);
     for query in ["cursor=abc", "cursor=-1", "cursor=1.5"] {
         expect_http_error(server, query).await;
         match tokio_tungstenite::connect_async(ws_url(server, query)).await {
