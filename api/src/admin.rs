@@ -160,10 +160,13 @@ async fn follow(mut socket: WebSocket, log: eventlog::EventLog, after: i64) {
 /// log head (the difference is the catch-up lag).
 async fn get_event_stats(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, XrpcError> {
     require_admin(&state, &headers)?;
-    let stats = projections::event_stats::list(&state.log).await.map_err(|e| XrpcError::internal(&e))?;
+    // Checkpoint first: rows and checkpoint commit together, so rows read afterwards cover at
+    // least the checkpoint (read the other way round, a runner commit in between made the reply
+    // claim a checkpoint its rows did not yet show).
     let checkpoint = projections::checkpoints::get(&state.log, projections::event_stats::NAME)
         .await
         .map_err(|e| XrpcError::internal(&e))?;
+    let stats = projections::event_stats::list(&state.log).await.map_err(|e| XrpcError::internal(&e))?;
     let head = state.log.head().await.map_err(|e| XrpcError::internal(&e))?;
     let types: Vec<Value> = stats
         .iter()

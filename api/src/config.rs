@@ -48,6 +48,10 @@ pub struct Config {
     /// `PDS_DID_PLC_URL`: the PLC directory new did:plc identities are submitted to (default
     /// `https://plc.directory`, as the reference).
     pub did_plc_url: String,
+    /// `PDS_MAX_SUBSCRIPTION_BUFFER`: firehose frames a live subscriber may lag behind (500).
+    pub max_subscription_buffer: usize,
+    /// `PDS_REPO_BACKFILL_LIMIT_MS`: how far back a firehose cursor may reach (24 h).
+    pub repo_backfill_limit: std::time::Duration,
     pub secrets: Secrets,
 }
 
@@ -152,6 +156,14 @@ impl Config {
             Some(v) => parse_num("PDS_BLOB_UPLOAD_LIMIT", &v)?,
             None => DEFAULT_BLOB_UPLOAD_LIMIT,
         };
+        let max_subscription_buffer = match env.get("PDS_MAX_SUBSCRIPTION_BUFFER") {
+            Some(v) => parse_num::<usize>("PDS_MAX_SUBSCRIPTION_BUFFER", &v)?.max(1),
+            None => 500,
+        };
+        let repo_backfill_limit = std::time::Duration::from_millis(match env.get("PDS_REPO_BACKFILL_LIMIT_MS") {
+            Some(v) => parse_num("PDS_REPO_BACKFILL_LIMIT_MS", &v)?,
+            None => 24 * 60 * 60 * 1000,
+        });
         let secrets = Secrets::load_or_generate(env, &data_directory)?;
         Ok(Config {
             bind: SocketAddr::new(bind_ip, port),
@@ -169,6 +181,8 @@ impl Config {
             contact_email_address: env.get("PDS_CONTACT_EMAIL_ADDRESS"),
             dev_mode,
             did_plc_url: env.get("PDS_DID_PLC_URL").unwrap_or_else(|| DEFAULT_DID_PLC_URL.to_string()),
+            max_subscription_buffer,
+            repo_backfill_limit,
             secrets,
         })
     }

@@ -86,27 +86,10 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// From the process environment; a malformed value is logged and the default kept.
-    // TODO(config): move both into `config.rs` (`Config`) so a bad value fails `pds serve`.
-    pub fn from_env() -> Settings {
-        let mut s = Settings::default();
-        if let Some(n) = env_number("PDS_MAX_SUBSCRIPTION_BUFFER") {
-            s.max_subscription_buffer = usize::try_from(n.max(1)).unwrap_or(DEFAULT_MAX_SUBSCRIPTION_BUFFER);
-        }
-        if let Some(ms) = env_number("PDS_REPO_BACKFILL_LIMIT_MS") {
-            s.backfill_limit = Duration::from_millis(ms);
-        }
-        s
-    }
-}
-
-fn env_number(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok().filter(|v| !v.trim().is_empty())?;
-    match v.trim().parse::<u64>() {
-        Ok(n) => Some(n),
-        Err(_) => {
-            tracing::warn!("{name} must be a non-negative integer, found {v:?}; using the default");
-            None
+    pub fn from_config(config: &crate::config::Config) -> Settings {
+        Settings {
+            max_subscription_buffer: config.max_subscription_buffer,
+            backfill_limit: config.repo_backfill_limit,
         }
     }
 }
@@ -114,10 +97,6 @@ fn env_number(name: &str) -> Option<u64> {
 type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
 
 /// The route, with its hub (started by the first subscriber, then kept for the router's life).
-pub fn routes() -> Router<AppState> {
-    routes_with(Settings::from_env())
-}
-
 pub fn routes_with(settings: Settings) -> Router<AppState> {
     let hub: Arc<OnceCell<Hub>> = Arc::new(OnceCell::new());
     Router::new().route(

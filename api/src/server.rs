@@ -30,10 +30,11 @@ pub struct AppState {
 
 pub fn router(config: Config, log: EventLog) -> Router {
     let appender = projections::Appender::new(log.clone());
+    let firehose = crate::firehose::Settings::from_config(&config);
     let state = AppState { config: Arc::new(config), log, appender };
     Router::new()
         .merge(crate::admin::routes())
-        .merge(crate::firehose::routes())
+        .merge(crate::firehose::routes_with(firehose))
         .merge(crate::server_accounts::routes())
         .route("/", get(banner))
         .route("/robots.txt", get(robots))

@@ -79,16 +79,25 @@ async fn unknown_and_malformed_xrpc_methods_get_xrpc_errors() {
 
 #[tokio::test]
 async fn invalid_settings_fail_with_a_clear_message() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(crate::harness::pds_bin())
-        .arg("serve")
-        .current_dir(tmp.path())
-        .env("PDS_PORT", "not-a-port")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("PDS_PORT"), "{err}");
+    let cases = [
+        ("PDS_PORT", "not-a-port"),
+        ("PDS_INVITE_REQUIRED", "maybe"),
+        ("PDS_MAX_SUBSCRIPTION_BUFFER", "-1"),
+        ("PDS_REPO_BACKFILL_LIMIT_MS", "a day"),
+        ("PDS_SERVICE_DID", "not a did"),
+    ];
+    for (name, value) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(crate::harness::pds_bin())
+            .arg("serve")
+            .current_dir(tmp.path())
+            .env(name, value)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{name}={value} must refuse to start");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(name), "{name}: {err}");
+    }
 }
 
 #[test]
