@@ -1,0 +1,158 @@
+// The reference JS client (@atproto/api's AtpAgent) judging our PDS: it validates every response
+// against the lexicons, so a wrong shape, status or error name fails here.
+//
+// Usage: PDS_URL=http://127.0.0.1:PORT node agent.mjs
+//        (PDS_HANDLE_DOMAIN, default ".test": the suffix of the new account's handle)
+// Steps: describeServer, createAccount (<random>.test, email, password), login (handle, email and
+// DID) in fresh agents, getSession, refreshSession through the session manager, resumeSession
+// of the saved session in a fresh agent, logout — and that the logged-out refresh token is dead.
+// Exit 0 with a JSON summary on stdout; otherwise exit 1 with the failing step and error on stderr.
+import { randomBytes } from 'node:crypto'
+import { AtpAgent } from '@atproto/api'
+
+const service = process.env.PDS_URL
+if (!service) {
+  console.error('agent.mjs: set PDS_URL (e.g. http://127.0.0.1:2583)')
+  process.exit(2)
+}
+const domain = process.env.PDS_HANDLE_DOMAIN ?? '.test'
+
+const summary = { service, steps: [] }
+let current = 'start'
+
+function check(cond, what, got) {
+  if (!cond) {
+    throw new Error(`${what}${got === undefined ? '' : `: got ${JSON.stringify(got)}`}`)
+  }
+}
+
+async function step(name, fn) {
+  current = name
+  const started = performance.now()
+  const detail = await fn()
+  summary.steps.push({ step: name, ms: Math.round(performance.now() - started), ...(detail ?? {}) })
+}
+
+const decodeJwt = (jwt) => JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString('utf8'))
+
+try {
+  const suffix = randomBytes(5).toString('hex')
+  const handle = `js${suffix}${domain}`
+  const email = `js${suffix}@example.com`
+  const password = `pw-${randomBytes(12).toString('hex')}`
+  let did
+
+  await step('describeServer', async () => {
+    const agent = new AtpAgent({ service })
+    const res = await agent.com.atproto.server.describeServer()
+    check(res.success, 'describeServer not successful')
+    check(res.data.did?.startsWith('did:'), 'describeServer.did', res.data.did)
+    check(res.data.availableUserDomains.includes(domain), `availableUserDomains lacks ${domain}`, res.data.availableUserDomains)
+    return { did: res.data.did, availableUserDomains: res.data.availableUserDomains, inviteCodeRequired: res.data.inviteCodeRequired }
+  })
+
+  await step('createAccount', async () => {
+    const agent = new AtpAgent({ service })
+    const res = await agent.createAccount({ handle, email, password })
+    did = res.data.did
+    check(did.startsWith('did:plc:'), 'createAccount.did', did)
+    check(res.data.handle === handle, 'createAccount.handle', res.data.handle)
+    check(agent.hasSession && agent.session.did === did, 'no session after createAccount', agent.session)
+    const who = await agent.com.atproto.server.getSession()
+    check(who.data.did === did && who.data.handle === handle, 'getSession after createAccount', who.data)
+    return { did, handle, pdsUrl: agent.pdsUrl?.href ?? null }
+  })
+
+  for (const identifier of [email, did]) {
+    await step(`login(${identifier === did ? 'did' : 'email'})`, async () => {
+      const agent = new AtpAgent({ service })
+      const res = await agent.login({ identifier, password })
+      check(res.data.did === did && res.data.handle === handle, 'login', res.data)
+    })
+  }
+
+  const agent = new AtpAgent({ service })
+  await step('login(handle)', async () => {
+    const res = await agent.login({ identifier: handle, password })
+    check(res.data.did === did && res.data.handle === handle, 'login', res.data)
+    check(res.data.email === email, 'login.email', res.data.email)
+    check(res.data.active !== false, 'login.active', res.data.active)
+    const claims = decodeJwt(res.data.accessJwt)
+    check(claims.sub === did, 'access JWT sub', claims)
+    return { accessScope: claims.scope, accessAud: claims.aud ?? null }
+  })
+
+  await step('wrongPassword', async () => {
+    const bad = new AtpAgent({ service })
+    try {
+      await bad.login({ identifier: handle, password: `${password}-wrong` })
+    } catch (err) {
+      check(err.status === 401 && err.error === 'AuthenticationRequired', 'wrong password error', { status: err.status, error: err.error })
+      return { status: err.status, error: err.error }
+    }
+    throw new Error('login with a wrong password succeeded')
+  })
+
+  await step('getSession', async () => {
+    const res = await agent.com.atproto.server.getSession()
+    check(res.data.did === did && res.data.handle === handle && res.data.email === email, 'getSession', res.data)
+    return { active: res.data.active ?? null, emailConfirmed: res.data.emailConfirmed ?? null }
+  })
+
+  await step('refreshSession', async () => {
+    const before = { ...agent.session }
+    const res = await agent.sessionManager.refreshSession()
+    check(res.data.did === did, 'refreshSession.did', res.data)
+    check(agent.session.refreshJwt !== before.refreshJwt, 'refresh token not rotated')
+    // No check that the access token changed: like the reference's, it has no jti, so one
+    // issued in the same second as the last is the same string.
+    const who = await agent.com.atproto.server.getSession()
+    check(who.data.did === did && who.data.handle === handle, 'getSession after refresh', who.data)
+  })
+
+  const saved = JSON.parse(JSON.stringify(agent.session))
+  let resumed
+  await step('resumeSession', async () => {
+    resumed = new AtpAgent({ service })
+    await resumed.resumeSession(saved)
+    check(resumed.hasSession && resumed.session.did === did, 'no session after resumeSession', resumed.session)
+    check(resumed.session.refreshJwt !== saved.refreshJwt, 'resumeSession did not rotate the refresh token')
+    const who = await resumed.com.atproto.server.getSession()
+    check(who.data.did === did && who.data.handle === handle, 'getSession after resume', who.data)
+  })
+
+  await step('logout', async () => {
+    const refreshJwt = resumed.session.refreshJwt
+    await resumed.logout() // AtpAgent swallows deleteSession errors: check the token is dead instead.
+    check(!resumed.hasSession, 'session kept after logout')
+    const probe = new AtpAgent({ service })
+    try {
+      await probe.com.atproto.server.refreshSession(undefined, { headers: { authorization: `Bearer ${refreshJwt}` } })
+    } catch (err) {
+      check(err.status === 400 || err.status === 401, 'refresh after logout status', err.status)
+      return { refreshAfterLogout: { status: err.status, error: err.error ?? null } }
+    }
+    throw new Error('the refresh token still works after logout')
+  })
+
+  summary.ok = true
+  process.stdout.write(`${JSON.stringify(summary)}\n`)
+  process.exit(0)
+} catch (err) {
+  const detail = {
+    step: current,
+    name: err?.name,
+    message: err?.message,
+    status: err?.status,
+    error: err?.error,
+    headers: err?.headers,
+    cause: err?.cause ? String(err.cause) : undefined,
+    stack: err?.stack,
+  }
+  summary.ok = false
+  summary.failure = detail
+  process.stdout.write(`${JSON.stringify(summary)}\n`)
+  console.error(`agent.mjs: step ${current} failed: ${err?.name}: ${err?.message}`)
+  console.error(JSON.stringify(detail, null, 2))
+  process.exit(1)
+}
