@@ -1,0 +1,126 @@
+"""The Python `atproto` SDK judging our PDS: its pydantic models reject a response of the wrong shape.
+
+Usage: PDS_URL=http://127.0.0.1:PORT PDS_HANDLE=alice.test PDS_PASSWORD=... [PDS_DID=did:plc:...] \
+       tests/interop/python/.venv/bin/python tests/interop/python/login.py
+
+Steps: describe_server, login (fetch_bsky_profile=False: we serve no app.bsky), get_session (did
+and handle as expected), resolve_handle, describe_repo, a refresh of the session, and a fresh client
+resuming from the exported session string.
+Exit 0 with a JSON summary on stdout; otherwise exit 1 with the failing step and error on stderr.
+"""
+
+import json
+import os
+import sys
+import time
+import traceback
+
+from atproto import Client, models
+
+
+def main() -> int:
+    service = os.environ.get('PDS_URL')
+    handle = os.environ.get('PDS_HANDLE')
+    password = os.environ.get('PDS_PASSWORD')
+    if not service or not handle or not password:
+        print('login.py: set PDS_URL, PDS_HANDLE and PDS_PASSWORD (PDS_DID optional)', file=sys.stderr)
+        return 2
+    expected_did = os.environ.get('PDS_DID')
+
+    summary: dict = {'service': service, 'handle': handle, 'steps': []}
+    current = 'start'
+
+    def check(cond: bool, what: str, got: object = None) -> None:
+        if not cond:
+            raise AssertionError(what if got is None else f'{what}: got {got!r}')
+
+    def step(name: str, fn):  # noqa: ANN001, ANN202
+        nonlocal current
+        current = name
+        started = time.perf_counter()
+        detail = fn() or {}
+        summary['steps'].append({'step': name, 'ms': round((time.perf_counter() - started) * 1000), **detail})
+
+    try:
+        client = Client(base_url=service)
+        did_box: dict = {}
+
+        def describe_server() -> dict:
+            res = client.com.atproto.server.describe_server()
+            check(res.did.startswith('did:'), 'describe_server.did', res.did)
+            return {'did': res.did, 'availableUserDomains': res.available_user_domains}
+
+        def login() -> dict:
+            profile = client.login(handle, password, fetch_bsky_profile=False)
+            check(profile is None, 'login returned a profile without fetch_bsky_profile', profile)
+            return {}
+
+        def get_session() -> dict:
+            res = client.com.atproto.server.get_session()
+            check(res.handle == handle, 'get_session.handle', res.handle)
+            check(res.did.startswith('did:plc:'), 'get_session.did', res.did)
+            if expected_did is not None:
+                check(res.did == expected_did, 'get_session.did', res.did)
+            did_box['did'] = res.did
+            return {'did': res.did, 'active': res.active, 'email': res.email}
+
+        def resolve_handle() -> dict:
+            res = client.com.atproto.identity.resolve_handle(models.ComAtprotoIdentityResolveHandle.Params(handle=handle))
+            check(res.did == did_box['did'], 'resolve_handle.did', res.did)
+            return {}
+
+        def describe_repo() -> dict:
+            res = client.com.atproto.repo.describe_repo(models.ComAtprotoRepoDescribeRepo.Params(repo=did_box['did']))
+            check(res.did == did_box['did'] and res.handle == handle, 'describe_repo', (res.did, res.handle))
+            check(res.handle_is_correct, 'describe_repo.handle_is_correct', res.handle_is_correct)
+            return {'collections': res.collections}
+
+        def refresh() -> dict:
+            before = client.export_session_string()
+            # What the client does by itself when the access token nears expiry.
+            res = client._refresh_and_set_session()  # noqa: SLF001
+            check(res.did == did_box['did'], 'refresh_session.did', res.did)
+            check(client.export_session_string() != before, 'refresh did not rotate the session')
+            again = client.com.atproto.server.get_session()
+            check(again.did == did_box['did'], 'get_session after refresh', again.did)
+            return {}
+
+        def resume() -> dict:
+            fresh = Client(base_url=service)
+            fresh.login(session_string=client.export_session_string(), fetch_bsky_profile=False)
+            res = fresh.com.atproto.server.get_session()
+            check(res.did == did_box['did'] and res.handle == handle, 'get_session after resume', (res.did, res.handle))
+            return {}
+
+        for name, fn in [
+            ('describe_server', describe_server),
+            ('login', login),
+            ('get_session', get_session),
+            ('resolve_handle', resolve_handle),
+            ('describe_repo', describe_repo),
+            ('refresh_session', refresh),
+            ('resume_from_session_string', resume),
+        ]:
+            step(name, fn)
+    except Exception as err:  # noqa: BLE001 — every failure is reported the same way
+        response = getattr(err, 'response', None)
+        summary['ok'] = False
+        summary['failure'] = {
+            'step': current,
+            'type': type(err).__name__,
+            'message': str(err),
+            'status': getattr(response, 'status_code', None),
+            'content': repr(getattr(response, 'content', None)),
+        }
+        print(json.dumps(summary, default=str))
+        print(f'login.py: step {current} failed: {type(err).__name__}: {err}', file=sys.stderr)
+        traceback.print_exc()
+        return 1
+
+    summary['ok'] = True
+    print(json.dumps(summary, default=str))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
