@@ -9,3 +9,4 @@ mod plc;
 mod projections;
 mod firehose;
 mod accounts;
+mod interop;
