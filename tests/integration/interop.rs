@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use crate::harness::{PgDatabase, Server};
 use crate::plc::PlcServer;
 
+const JWT_SECRET: &str = "interop-test-jwt-secret";
 const INSTALL_HINT: &str = "run scripts/interop-install (installs @atproto/api + Node 22 into \
                             tests/interop/node/node_modules and the atproto SDK into \
                             tests/interop/python/.venv)";
@@ -113,6 +114,7 @@ async fn start(pg: Option<&PgDatabase>, invites: bool) -> (PlcServer, Server) {
         ("PDS_DID_PLC_URL", plc.url.as_str()),
         ("PDS_INVITE_REQUIRED", if invites { "true" } else { "false" }),
         ("PDS_SERVICE_HANDLE_DOMAINS", ".test"),
+        ("PDS_JWT_SECRET", JWT_SECRET),
     ];
     if let Some(db) = pg {
         env.push(("PDS_DATABASE_URL", db.url.as_str()));
@@ -123,7 +125,7 @@ async fn start(pg: Option<&PgDatabase>, invites: bool) -> (PlcServer, Server) {
 
 async fn run_agent(server: &Server) -> Verdict {
     let (node, script) = node_judge();
-    judge(&node, &script, &interop_dir("node"), &[("PDS_URL", server.url.as_str())], Duration::from_secs(120)).await
+    judge(&node, &script, &interop_dir("node"), &[("PDS_URL", server.url.as_str()), ("PDS_JWT_SECRET", JWT_SECRET)], Duration::from_secs(120)).await
 }
 
 #[track_caller]
@@ -140,7 +142,10 @@ fn assert_agent_steps(v: &Verdict) {
             "login(handle)",
             "wrongPassword",
             "getSession",
+            "resolveHandle",
+            "describeRepo",
             "refreshSession",
+            "expiredAccessToken",
             "resumeSession",
             "logout"
         ],

@@ -2,12 +2,14 @@
 // against the lexicons, so a wrong shape, status or error name fails here.
 //
 // Usage: PDS_URL=http://127.0.0.1:PORT node agent.mjs
-//        (PDS_HANDLE_DOMAIN, default ".test": the suffix of the new account's handle)
+//        (PDS_HANDLE_DOMAIN, default ".test": the suffix of the new account's handle;
+//         PDS_JWT_SECRET, when given: also check the agent's recovery from an expired access token)
 // Steps: describeServer, createAccount (<random>.test, email, password), login (handle, email and
-// DID) in fresh agents, getSession, refreshSession through the session manager, resumeSession
+// DID) in fresh agents, a wrong password, getSession, resolveHandle (and an unknown handle),
+// describeRepo, refreshSession through the session manager, resumeSession
 // of the saved session in a fresh agent, logout — and that the logged-out refresh token is dead.
 // Exit 0 with a JSON summary on stdout; otherwise exit 1 with the failing step and error on stderr.
-import { randomBytes } from 'node:crypto'
+import { createHmac, randomBytes } from 'node:crypto'
 import { AtpAgent } from '@atproto/api'
 
 const service = process.env.PDS_URL
@@ -34,6 +36,13 @@ async function step(name, fn) {
 }
 
 const decodeJwt = (jwt) => JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString('utf8'))
+const b64 = (value) => Buffer.from(JSON.stringify(value)).toString('base64url')
+// An HS256 JWT like the server's own, signed with PDS_JWT_SECRET (for the expired-token step).
+function signJwt(header, claims, secret) {
+  const input = `${b64(header)}.${b64(claims)}`
+  return `${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`
+}
+const jwtSecret = process.env.PDS_JWT_SECRET
 
 try {
   const suffix = randomBytes(5).toString('hex')
@@ -99,6 +108,26 @@ try {
     return { active: res.data.active ?? null, emailConfirmed: res.data.emailConfirmed ?? null }
   })
 
+  await step('resolveHandle', async () => {
+    const res = await agent.com.atproto.identity.resolveHandle({ handle })
+    check(res.data.did === did, 'resolveHandle.did', res.data)
+    try {
+      await agent.com.atproto.identity.resolveHandle({ handle: `nobody-${suffix}${domain}` })
+    } catch (err) {
+      check(err.status === 400, 'resolveHandle(unknown) status', err.status)
+      return { unknown: { status: err.status, error: err.error, class: err.constructor.name } }
+    }
+    throw new Error('an unknown handle resolved')
+  })
+
+  await step('describeRepo', async () => {
+    const res = await agent.com.atproto.repo.describeRepo({ repo: did })
+    check(res.data.did === did && res.data.handle === handle, 'describeRepo', res.data)
+    check(res.data.handleIsCorrect === true, 'describeRepo.handleIsCorrect', res.data.handleIsCorrect)
+    check(res.data.didDoc?.id === did, 'describeRepo.didDoc.id', res.data.didDoc)
+    return { collections: res.data.collections }
+  })
+
   await step('refreshSession', async () => {
     const before = { ...agent.session }
     const res = await agent.sessionManager.refreshSession()
@@ -109,6 +138,30 @@ try {
     const who = await agent.com.atproto.server.getSession()
     check(who.data.did === did && who.data.handle === handle, 'getSession after refresh', who.data)
   })
+
+  if (jwtSecret) {
+    // The agent's own recovery: an expired access token must come back as 400 ExpiredToken (or
+    // 401), upon which the agent refreshes and retries by itself.
+    await step('expiredAccessToken', async () => {
+      const header = JSON.parse(Buffer.from(agent.session.accessJwt.split('.')[0], 'base64url').toString('utf8'))
+      const now = Math.floor(Date.now() / 1000)
+      const expired = signJwt(header, { ...decodeJwt(agent.session.accessJwt), iat: now - 7200, exp: now - 60 }, jwtSecret)
+      const probe = new AtpAgent({ service })
+      let refusal
+      try {
+        await probe.com.atproto.server.getSession(undefined, { headers: { authorization: `Bearer ${expired}` } })
+      } catch (err) {
+        refusal = { status: err.status, error: err.error }
+      }
+      check(refusal?.status === 400 && refusal?.error === 'ExpiredToken', 'an expired access token', refusal)
+      const refreshBefore = agent.session.refreshJwt
+      agent.sessionManager.session = { ...agent.session, accessJwt: expired }
+      const who = await agent.com.atproto.server.getSession()
+      check(who.data.did === did, 'getSession with an expired token', who.data)
+      check(agent.session.refreshJwt !== refreshBefore, 'the agent did not refresh on ExpiredToken')
+      return { refusal }
+    })
+  }
 
   const saved = JSON.parse(JSON.stringify(agent.session))
   let resumed
