@@ -1,7 +1,9 @@
 //! Third-party clients judge our server: the reference JS client (`@atproto/api`'s `AtpAgent`,
 //! on Node 22, `tests/interop/node/agent.mjs`) and the Python `atproto` SDK
-//! (`tests/interop/python/login.py`) run as subprocesses against the real binary, which
-//! registers its accounts with the reference PLC directory. Both clients validate every response
+//! (`tests/interop/python/login.py`: login with `fetch_bsky_profile=False`, getSession, refresh,
+//! resume, DID resolution through the directory, the creation events replayed with its
+//! `FirehoseSubscribeReposClient` and the commit signature checked) run as subprocesses against the
+//! real binary, which registers its accounts with the reference PLC directory. Both clients validate every response
 //! against the lexicons (the JS one) or their pydantic models (the Python one), so a wrong shape,
 //! status, error name or token fails here.
 //!
@@ -190,9 +192,9 @@ async fn atp_agent_names_the_failing_step() {
 }
 
 #[tokio::test]
-async fn python_sdk_logs_in_and_gets_its_session() {
+async fn python_sdk_logs_in_resolves_and_replays_the_firehose() {
     let (python, script) = python_judge();
-    let (_plc, server) = start(None, false).await;
+    let (plc, server) = start(None, false).await;
 
     // The account, created through our XRPC.
     let handle = "pyjudge.test";
@@ -213,10 +215,27 @@ async fn python_sdk_logs_in_and_gets_its_session() {
         ("PDS_HANDLE", handle),
         ("PDS_PASSWORD", password),
         ("PDS_DID", did.as_str()),
+        ("PLC_URL", plc.url.as_str()),
     ];
     let v = judge(&python, &script, &interop_dir("python"), &env, Duration::from_secs(120)).await;
     v.assert_ok("the Python atproto SDK");
     let session = v.summary["steps"].as_array().unwrap().iter().find(|s| s["step"] == "get_session").unwrap();
     assert_eq!(session["did"], did.as_str(), "{}", v.stdout);
-    assert_eq!(v.summary["steps"].as_array().unwrap().len(), 7, "{}", v.stdout);
+    let steps: Vec<&str> = v.summary["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(
+        steps,
+        [
+            "describe_server",
+            "login",
+            "get_session",
+            "resolve_handle",
+            "describe_repo",
+            "refresh_session",
+            "resume_from_session_string",
+            "resolve_did",
+            "firehose"
+        ],
+        "{}",
+        v.stdout
+    );
 }

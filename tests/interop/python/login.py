@@ -1,21 +1,27 @@
 """The Python `atproto` SDK judging our PDS: its pydantic models reject a response of the wrong shape.
 
 Usage: PDS_URL=http://127.0.0.1:PORT PDS_HANDLE=alice.test PDS_PASSWORD=... [PDS_DID=did:plc:...] \
-       tests/interop/python/.venv/bin/python tests/interop/python/login.py
+       [PLC_URL=http://127.0.0.1:PORT] tests/interop/python/.venv/bin/python tests/interop/python/login.py
 
 Steps: describe_server, login (fetch_bsky_profile=False: we serve no app.bsky), get_session (did
 and handle as expected), resolve_handle, describe_repo, a refresh of the session, and a fresh client
-resuming from the exported session string.
+resuming from the exported session string. With PLC_URL: the DID resolved through that directory
+(handle, this PDS, signing key), and the account's creation events replayed from the firehose with
+`FirehoseSubscribeReposClient` (#identity, #account, #commit, #sync in order; the commit's CAR and
+its signature checked with the key the directory serves).
 Exit 0 with a JSON summary on stdout; otherwise exit 1 with the failing step and error on stderr.
 """
 
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 
-from atproto import Client, models
+import libipld
+from atproto import CAR, Client, FirehoseSubscribeReposClient, IdResolver, models, verify_signature
+from atproto_firehose import parse_subscribe_repos_message
 
 
 def main() -> int:
@@ -26,6 +32,7 @@ def main() -> int:
         print('login.py: set PDS_URL, PDS_HANDLE and PDS_PASSWORD (PDS_DID optional)', file=sys.stderr)
         return 2
     expected_did = os.environ.get('PDS_DID')
+    plc_url = os.environ.get('PLC_URL')
 
     summary: dict = {'service': service, 'handle': handle, 'steps': []}
     current = 'start'
@@ -92,6 +99,69 @@ def main() -> int:
             check(res.did == did_box['did'] and res.handle == handle, 'get_session after resume', (res.did, res.handle))
             return {}
 
+        key_box: dict = {}
+
+        def resolve_did() -> dict:
+            data = IdResolver(plc_url=plc_url, timeout=10).did.resolve_atproto_data(did_box['did'])
+            check(data.handle == handle, 'the directory names handle', data.handle)
+            check(data.pds is not None and data.pds.rstrip('/').split(':')[-1] == service.split(':')[-1],
+                  'the directory names this PDS', data.pds)
+            check(data.signing_key is not None and data.signing_key.startswith('did:key:'), 'signing key', data.signing_key)
+            key_box['key'] = data.signing_key
+            return {'pds': data.pds, 'signingKey': data.signing_key}
+
+        def firehose() -> dict:
+            # Replays the log from the start and collects this account's creation events.
+            did = did_box['did']
+            seen: list = []
+            errors: list = []
+            ws = 'ws://' + service.split('://', 1)[1].rstrip('/') + '/xrpc'
+            client_ws = FirehoseSubscribeReposClient(params={'cursor': 0}, base_uri=ws, recv_timeout=10)
+
+            def on_message(frame) -> None:  # noqa: ANN001
+                msg = parse_subscribe_repos_message(frame)
+                who = getattr(msg, 'repo', None) or getattr(msg, 'did', None)
+                if who != did:
+                    return
+                seen.append((frame.type, msg))
+                if frame.type == '#sync':
+                    client_ws.stop()
+
+            def on_error(err: BaseException) -> None:
+                errors.append(err)
+                client_ws.stop()
+
+            timer = threading.Timer(20, client_ws.stop)
+            timer.start()
+            try:
+                client_ws.start(on_message, on_error)
+            finally:
+                timer.cancel()
+            if errors:
+                raise errors[0]
+            types = [t for t, _ in seen]
+            check(types == ['#identity', '#account', '#commit', '#sync'], 'creation events on the firehose', types)
+            seqs = [m.seq for _, m in seen]
+            check(seqs == sorted(seqs) and len(set(seqs)) == 4, 'seqs increasing', seqs)
+            identity, account, commit, sync = (m for _, m in seen)
+            check(identity.handle == handle, '#identity.handle', identity.handle)
+            check(account.active is True, '#account.active', account.active)
+
+            car = CAR.from_bytes(commit.blocks)
+            check(str(car.root) == str(commit.commit), '#commit CAR root', (str(car.root), str(commit.commit)))
+            block = car.blocks.get(car.root)
+            check(block is not None, 'the commit block is in the CAR')
+            check(block['did'] == did and block['version'] == 3 and block['rev'] == commit.rev, 'commit object', block)
+            unsigned = {k: v for k, v in block.items() if k != 'sig'}
+            signed = verify_signature(key_box['key'], libipld.encode_dag_cbor(unsigned), block['sig'])
+            check(signed, 'the commit signature verifies with the key the directory serves')
+
+            sync_car = CAR.from_bytes(sync.blocks)
+            check(str(sync_car.root) == str(commit.commit), '#sync root is the commit', str(sync_car.root))
+            check(sync.rev == commit.rev, '#sync.rev', sync.rev)
+            return {'seqs': seqs, 'rev': commit.rev, 'ops': len(commit.ops)}
+
+        optional = [('resolve_did', resolve_did), ('firehose', firehose)] if plc_url else []
         for name, fn in [
             ('describe_server', describe_server),
             ('login', login),
@@ -100,6 +170,7 @@ def main() -> int:
             ('describe_repo', describe_repo),
             ('refresh_session', refresh),
             ('resume_from_session_string', resume),
+            *optional,
         ]:
             step(name, fn)
     except Exception as err:  # noqa: BLE001 — every failure is reported the same way
