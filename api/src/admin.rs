@@ -34,7 +34,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Checks `Authorization: Basic admin:<password>`, comparing in constant time.
-fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), XrpcError> {
+pub(crate) fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), XrpcError> {
     let unauthorized = |m: &str| XrpcError::new(StatusCode::UNAUTHORIZED, "AuthRequired", m);
     let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return Err(unauthorized("Authentication Required"));

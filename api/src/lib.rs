@@ -12,4 +12,5 @@ pub mod ops;
 pub mod secrets;
 pub mod server;
 pub mod server_accounts;
+pub mod server_invites;
 pub mod xrpc;

@@ -36,6 +36,7 @@ pub fn router(config: Config, log: EventLog) -> Router {
         .merge(crate::admin::routes())
         .merge(crate::firehose::routes_with(firehose))
         .merge(crate::server_accounts::routes())
+        .merge(crate::server_invites::routes())
         .route("/", get(banner))
         .route("/robots.txt", get(robots))
         .route("/xrpc/_health", get(health))

@@ -63,7 +63,7 @@ pub fn command_error(e: CommandError) -> XrpcError {
     }
 }
 
-fn ctx(state: &AppState) -> Result<Ctx, XrpcError> {
+pub(crate) fn ctx(state: &AppState) -> Result<Ctx, XrpcError> {
     let c = &state.config;
     Ctx::new(
         state.appender.clone(),
@@ -82,11 +82,11 @@ fn ctx(state: &AppState) -> Result<Ctx, XrpcError> {
 }
 
 /// A JSON body; anything malformed is `InvalidRequest`.
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, XrpcError> {
+pub(crate) fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, XrpcError> {
     serde_json::from_slice(bytes).map_err(|e| XrpcError::invalid_request(format!("Invalid request body: {e}")))
 }
 
-fn params(q: Result<Query<HashMap<String, String>>, QueryRejection>) -> Result<HashMap<String, String>, XrpcError> {
+pub(crate) fn params(q: Result<Query<HashMap<String, String>>, QueryRejection>) -> Result<HashMap<String, String>, XrpcError> {
     q.map(|Query(m)| m).map_err(|e| XrpcError::invalid_request(format!("invalid query string: {e}")))
 }
 

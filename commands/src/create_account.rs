@@ -7,8 +7,8 @@
 //!
 //! Never appends when the directory refused the operation, so nothing is half-created in the log
 //! (the DID may exist in the directory then; it names no account here). Never records the signing
-//! key or the password in the clear. Not here yet: invite codes (when `PDS_INVITE_REQUIRED` every
-//! code is refused), bring-your-own-DID.
+//! key or the password in the clear. An invite code (required with `PDS_INVITE_REQUIRED`) is
+//! consumed by an `invite.used` event in the same append. Not here yet: bring-your-own-DID.
 
 use domain::account::{self, AccountState, CreateAccount};
 use domain::crypto::{KeyType, Keypair};
@@ -19,6 +19,7 @@ use domain::session_jwt;
 use domain::tid::TidClock;
 use eventlog::{ExpectedVersion, NewEvent, StreamAppend};
 
+use crate::create_invite_codes::{invite_append, load_invite};
 use crate::{
     account_append, account_error, account_view, append_error, blocking, now, plc_client, refresh_expiry_micros,
     tokens, CommandError, Ctx, Session,
@@ -46,6 +47,10 @@ pub fn is_valid_email(email: &str) -> bool {
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
+fn unavailable_invite() -> CommandError {
+    CommandError::InvalidInviteCode("Provided invite code not available".into())
+}
+
 fn handle_error(e: HandleError) -> CommandError {
     match e {
         HandleError::NotServiceDomain(_) => CommandError::UnsupportedDomain("Not a supported handle domain".into()),
@@ -69,14 +74,19 @@ pub async fn create_account(ctx: &Ctx, input: CreateAccountInput) -> Result<Sess
         return Err(CommandError::InvalidRequest("Password is required".into()));
     };
     domain::password::check_new_password(&password).map_err(|e| CommandError::InvalidRequest(e.to_string()))?;
-    if ctx.invite_required {
-        // No invite-code system yet: every code is refused.
-        return Err(CommandError::InvalidInviteCode(match input.invite_code {
-            None => "No invite code provided".into(),
-            Some(_) => "Provided invite code not available".into(),
-        }));
+    let invite_code = input.invite_code.as_deref().map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned);
+    if ctx.invite_required && invite_code.is_none() {
+        return Err(CommandError::InvalidInviteCode("No invite code provided".into()));
     }
     let log = ctx.log();
+    // A code, when given, is checked now (fail before the PLC directory) and consumed in the
+    // account's append below (decided again on the stream version that append expects).
+    if let Some(code) = &invite_code {
+        let (invite, _) = load_invite(log, code).await?;
+        if invite.live().is_none_or(|i| i.remaining() <= 0) {
+            return Err(unavailable_invite());
+        }
+    }
     if projections::accounts::did_by_handle(log, handle.as_str()).await?.is_some() {
         return Err(CommandError::HandleNotAvailable(format!("Handle already taken: {}", handle.as_str())));
     }
@@ -116,7 +126,7 @@ pub async fn create_account(ctx: &Ctx, input: CreateAccountInput) -> Result<Sess
             signing_key_encrypted,
             signing_did_key: signing.public_key().to_did_key(),
             plc_genesis: Some(op_cid),
-            invite_code: None,
+            invite_code: invite_code.clone(),
             deactivated: false,
         },
         now_micros,
@@ -155,11 +165,27 @@ pub async fn create_account(ctx: &Ctx, input: CreateAccountInput) -> Result<Sess
             Ok(if e.is_public() { ev.public() } else { ev })
         })
         .collect::<Result<_, CommandError>>()?;
-    let batch = vec![
-        account_append(&did, ExpectedVersion::NoStream, &events),
-        StreamAppend::new(format!("repo/{}", did.as_str()), ExpectedVersion::NoStream, repo_events),
-    ];
-    ctx.appender.append(batch).await.map_err(|e| append_error(e, handle.as_str(), &email))?;
+    // Two signups racing for a code's last use: both expect the stream version they decided on;
+    // the loser sees a conflict, decides again on the new version, and is refused.
+    let mut attempt = 0;
+    loop {
+        let mut batch = vec![
+            account_append(&did, ExpectedVersion::NoStream, &events),
+            StreamAppend::new(format!("repo/{}", did.as_str()), ExpectedVersion::NoStream, repo_events.clone()),
+        ];
+        if let Some(code) = &invite_code {
+            let (invite, version) = load_invite(log, code).await?;
+            let used = domain::invite::decide_use(&invite, did.as_str(), now_micros).map_err(|_| unavailable_invite())?;
+            batch.push(invite_append(code, ExpectedVersion::Exact(version), &used));
+        }
+        match ctx.appender.append(batch).await {
+            Ok(_) => break,
+            Err(eventlog::AppendError::Conflict { stream, .. }) if stream.starts_with("invite/") && attempt < 10 => {
+                attempt += 1;
+            }
+            Err(e) => return Err(append_error(e, handle.as_str(), &email)),
+        }
+    }
 
     let state = AccountState::from_events(&events);
     let Some(created) = state.live() else {

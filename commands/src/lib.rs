@@ -6,6 +6,7 @@
 //! Never knows HTTP: it returns [`CommandError`], which `api` maps to XRPC error names.
 
 pub mod create_account;
+pub mod create_invite_codes;
 pub mod create_session;
 pub mod delete_session;
 pub mod plc_client;
@@ -21,6 +22,7 @@ use projections::Appender;
 use zeroize::Zeroizing;
 
 pub use create_account::{create_account, CreateAccountInput};
+pub use create_invite_codes::{create_invite_codes, get_account_invite_codes, AccountCodes, InviteView};
 pub use create_session::{create_session, get_session};
 pub use delete_session::delete_session;
 pub use refresh_session::refresh_session;

@@ -10,6 +10,7 @@ pub mod cbor;
 pub mod commit;
 pub mod crypto;
 pub mod handle_rules;
+pub mod invite;
 pub mod json;
 pub mod key_encryption;
 pub mod lexicon;

@@ -44,6 +44,13 @@ fn migrator() -> Migrator {
             MigrationType::Simple,
             Cow::Borrowed(include_str!("../../migrations/sqlite/0003_accounts_repo_blocks.sql")),
             false,
+        ),
+        Migration::new(
+            4,
+            Cow::Borrowed("invite codes"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/sqlite/0004_invite_codes.sql")),
+            false,
         )]),
         ..Migrator::DEFAULT
     }

@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod checkpoints;
 pub mod event_stats;
+pub mod invites;
 mod projector;
 pub mod replay;
 pub mod repo_blocks;
@@ -21,7 +22,7 @@ pub use projector::{ApplyFn, Appender, Kind, ProjectionError, Projector, Table};
 
 /// Every production projector, inline ones first.
 pub fn all() -> Vec<Projector> {
-    vec![stream_index::PROJECTOR, accounts::PROJECTOR, repo_blocks::PROJECTOR, event_stats::PROJECTOR]
+    vec![stream_index::PROJECTOR, accounts::PROJECTOR, invites::PROJECTOR, repo_blocks::PROJECTOR, event_stats::PROJECTOR]
 }
 
 /// The production projector called `name`.

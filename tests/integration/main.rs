@@ -10,3 +10,4 @@ mod projections;
 mod firehose;
 mod accounts;
 mod interop;
+mod invites;
