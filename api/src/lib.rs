@@ -12,5 +12,6 @@ pub mod ops;
 pub mod secrets;
 pub mod server;
 pub mod server_accounts;
+pub mod server_app_passwords;
 pub mod server_invites;
 pub mod xrpc;

@@ -37,6 +37,7 @@ pub fn router(config: Config, log: EventLog) -> Router {
         .merge(crate::firehose::routes_with(firehose))
         .merge(crate::server_accounts::routes())
         .merge(crate::server_invites::routes())
+        .merge(crate::server_app_passwords::routes())
         .route("/", get(banner))
         .route("/robots.txt", get(robots))
         .route("/xrpc/_health", get(health))

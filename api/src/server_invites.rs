@@ -1,6 +1,6 @@
 //! Invite codes over XRPC: `com.atproto.server.createInviteCode` / `createInviteCodes` (admin,
-//! HTTP Basic `admin:<PDS_ADMIN_PASSWORD>`) and `getAccountInviteCodes` (the account's access
-//! token). Parses, calls `commands`, renders; never answers 500 for bad input.
+//! HTTP Basic `admin:<PDS_ADMIN_PASSWORD>`) and `getAccountInviteCodes` (the account's
+//! full-access token). Parses, calls `commands`, renders; never answers 500 for bad input.
 
 use std::collections::HashMap;
 
@@ -94,6 +94,8 @@ async fn get_account_invite_codes(
     auth: AccessAuth,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, XrpcError> {
+    // Full access only, as the reference (clients read `Bad token scope` as "not with an app password").
+    crate::server_app_passwords::require_full_access(&auth)?;
     let p = params(q)?;
     let include_used = flag(&p, "includeUsed", true)?;
     // `createAvailable` is accepted; this server does not hand out codes to accounts by itself.

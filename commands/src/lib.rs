@@ -6,11 +6,13 @@
 //! Never knows HTTP: it returns [`CommandError`], which `api` maps to XRPC error names.
 
 pub mod create_account;
+pub mod create_app_password;
 pub mod create_invite_codes;
 pub mod create_session;
 pub mod delete_session;
 pub mod plc_client;
 pub mod refresh_session;
+pub mod revoke_app_password;
 
 use domain::account::{self, Account, AccountEvent, AccountState};
 use domain::crypto::{KeyType, Keypair};
@@ -22,10 +24,12 @@ use projections::Appender;
 use zeroize::Zeroizing;
 
 pub use create_account::{create_account, CreateAccountInput};
+pub use create_app_password::{create_app_password, list_app_passwords, AppPasswordView, NewAppPassword};
 pub use create_invite_codes::{create_invite_codes, get_account_invite_codes, AccountCodes, InviteView};
 pub use create_session::{create_session, get_session};
 pub use delete_session::delete_session;
 pub use refresh_session::refresh_session;
+pub use revoke_app_password::revoke_app_password;
 
 /// What every command needs: the appender (and through it the log) and the server's settings and
 /// secrets.

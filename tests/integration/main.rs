@@ -11,3 +11,4 @@ mod firehose;
 mod accounts;
 mod interop;
 mod invites;
+mod app_passwords;
