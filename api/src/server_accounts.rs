@@ -59,6 +59,9 @@ pub fn command_error(e: CommandError) -> XrpcError {
         CommandError::ExpiredToken(m) => bad("ExpiredToken", m),
         CommandError::InvalidToken(m) => bad("InvalidToken", m),
         e @ CommandError::AccountNotFound => bad("AccountNotFound", e.to_string()),
+        CommandError::InvalidSwap(m) => bad("InvalidSwap", m),
+        CommandError::RecordNotFound(m) => bad("RecordNotFound", m),
+        CommandError::RepoNotFound(m) => bad("RepoNotFound", m),
         e @ (CommandError::Plc(_) | CommandError::Conflict(_) | CommandError::Internal(_)) => XrpcError::internal(&e),
     }
 }

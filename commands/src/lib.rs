@@ -5,11 +5,16 @@
 //!
 //! Never knows HTTP: it returns [`CommandError`], which `api` maps to XRPC error names.
 
+pub mod activate_account;
+pub mod check_account_status;
+pub mod apply_writes;
 pub mod create_account;
 pub mod create_app_password;
 pub mod create_invite_codes;
 pub mod create_session;
+pub mod deactivate_account;
 pub mod delete_session;
+mod lexicon_docs;
 pub mod plc_client;
 pub mod refresh_session;
 pub mod revoke_app_password;
@@ -23,7 +28,11 @@ use eventlog::{AppendError, EventLog, ExpectedVersion, NewEvent, StreamAppend};
 use projections::Appender;
 use zeroize::Zeroizing;
 
+pub use apply_writes::{apply_writes, get_record, list_records, AppliedWrites, StoredRecord, ValidationStatus};
 pub use create_account::{create_account, CreateAccountInput};
+pub use activate_account::activate_account;
+pub use check_account_status::{check_account_status, AccountStatusView};
+pub use deactivate_account::deactivate_account;
 pub use create_app_password::{create_app_password, list_app_passwords, AppPasswordView, NewAppPassword};
 pub use create_invite_codes::{create_invite_codes, get_account_invite_codes, AccountCodes, InviteView};
 pub use create_session::{create_session, get_session};
@@ -118,6 +127,12 @@ pub enum CommandError {
     InvalidToken(String),
     #[error("Account not found")]
     AccountNotFound,
+    #[error("{0}")]
+    InvalidSwap(String),
+    #[error("{0}")]
+    RecordNotFound(String),
+    #[error("{0}")]
+    RepoNotFound(String),
     #[error("PLC directory: {0}")]
     Plc(String),
     #[error("concurrent change to {0}; try again")]

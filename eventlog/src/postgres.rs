@@ -51,6 +51,13 @@ fn migrator() -> Migrator {
             MigrationType::Simple,
             Cow::Borrowed(include_str!("../../migrations/postgres/0004_invite_codes.sql")),
             false,
+        ),
+        Migration::new(
+            6,
+            Cow::Borrowed("records"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/postgres/0006_records.sql")),
+            false,
         )]),
         ..Migrator::DEFAULT
     }

@@ -11,6 +11,7 @@ pub mod checkpoints;
 pub mod event_stats;
 pub mod invites;
 mod projector;
+pub mod records;
 pub mod replay;
 pub mod repo_blocks;
 pub mod runner;
@@ -22,7 +23,7 @@ pub use projector::{ApplyFn, Appender, Kind, ProjectionError, Projector, Table};
 
 /// Every production projector, inline ones first.
 pub fn all() -> Vec<Projector> {
-    vec![stream_index::PROJECTOR, accounts::PROJECTOR, invites::PROJECTOR, repo_blocks::PROJECTOR, event_stats::PROJECTOR]
+    vec![stream_index::PROJECTOR, accounts::PROJECTOR, invites::PROJECTOR, repo_blocks::PROJECTOR, records::PROJECTOR, event_stats::PROJECTOR]
 }
 
 /// The production projector called `name`.

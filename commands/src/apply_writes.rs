@@ -1,0 +1,264 @@
+//! createRecord / putRecord / deleteRecord / applyWrites: a batch of record writes → at most one
+//! signed commit on `repo/<did>`.
+//!
+//! Per repo, writes are serialized in this process by a per-DID async mutex, and across processes
+//! by compare-and-swap: the append expects the stream version it loaded, and a `Conflict` reloads
+//! and decides again (a few times), so a write is never lost and the repo never forks.
+//!
+//! The tree is read through a `BlockMap` holding every stored block of the repo (one query). That
+//! is the simplest correct choice and costs O(repo size) per write; a lazy per-node loader can
+//! replace it without touching the decision.
+//!
+//! Lexicon validation (`validate`): `Some(false)` skips it; `Some(true)` validates and refuses an
+//! unknown collection; `None` validates known collections and reports `Unknown` for the others.
+//! The catalog is built once from the embedded lexicons (`lexicon_docs.rs`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use domain::cbor::{Cid, Ipld};
+use domain::crypto::{KeyType, Keypair};
+use domain::lexicon::Catalog;
+use domain::mst::{BlockMap, Mst};
+use domain::repo::{self, RepoError, RepoEvent, RepoState, Write, WriteResult};
+use domain::syntax::Did;
+use domain::tid::TidClock;
+use eventlog::{AppendError, ExpectedVersion, NewEvent, StreamAppend};
+
+use crate::{load_account, now, CommandError, Ctx};
+
+/// How many times a write is decided again after losing a race for the repo head.
+const MAX_ATTEMPTS: usize = 8;
+
+/// The lexicon verdict on one write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidationStatus {
+    Valid,
+    Unknown,
+}
+
+/// What a batch did.
+#[derive(Debug, Clone)]
+pub struct AppliedWrites {
+    /// In input order.
+    pub results: Vec<WriteResult>,
+    /// Per write: `None` for deletes and when validation was skipped.
+    pub validation: Vec<Option<ValidationStatus>>,
+    /// The head after the batch (the new commit, or the unchanged head for a no-op batch).
+    pub commit: Cid,
+    pub rev: String,
+    /// Whether a commit was appended.
+    pub committed: bool,
+}
+
+fn catalog() -> &'static Catalog {
+    static CATALOG: OnceLock<Catalog> = OnceLock::new();
+    CATALOG.get_or_init(|| {
+        let mut c = Catalog::new();
+        for doc in crate::lexicon_docs::DOCUMENTS {
+            match serde_json::from_str::<serde_json::Value>(doc) {
+                Ok(v) => {
+                    if let Err(e) = c.add_document(&v) {
+                        tracing::warn!(error = %e, "embedded lexicon not loaded");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "embedded lexicon is not JSON"),
+            }
+        }
+        c
+    })
+}
+
+fn repo_lock(did: &str) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: OnceLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
+    let map = LOCKS.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    map.entry(did.to_owned()).or_default().clone()
+}
+
+fn clock() -> &'static Mutex<TidClock> {
+    static CLOCK: OnceLock<Mutex<TidClock>> = OnceLock::new();
+    CLOCK.get_or_init(|| Mutex::new(TidClock::with_random_clock_id()))
+}
+
+/// Lexicon validation of one write's record.
+fn validate_write(write: &Write, validate: Option<bool>) -> Result<Option<ValidationStatus>, CommandError> {
+    let (collection, value) = match write {
+        Write::Create { collection, value, .. } | Write::Update { collection, value, .. } => (collection, value),
+        Write::Delete { .. } => return Ok(None),
+    };
+    if validate == Some(false) {
+        return Ok(None);
+    }
+    let cat = catalog();
+    let known = matches!(cat.get(collection).and_then(|d| d.main()), Some(domain::lexicon::Def::Record(_)));
+    if !known {
+        return if validate == Some(true) {
+            Err(CommandError::InvalidRequest(format!("Lexicon not found: lex:{collection}")))
+        } else {
+            Ok(Some(ValidationStatus::Unknown))
+        };
+    }
+    let mut record = value.clone();
+    if let Ipld::Map(m) = &mut record {
+        m.entry("$type".to_owned()).or_insert_with(|| Ipld::String(collection.clone()));
+    }
+    cat.validate_record(collection, &record)
+        .map_err(|e| CommandError::InvalidRequest(format!("Invalid {collection} record: {e}")))?;
+    Ok(Some(ValidationStatus::Valid))
+}
+
+/// Applies `writes` to the repo of `did` (the caller's own).
+pub async fn apply_writes(
+    ctx: &Ctx,
+    did: &str,
+    writes: Vec<Write>,
+    swap_commit: Option<Cid>,
+    validate: Option<bool>,
+) -> Result<AppliedWrites, CommandError> {
+    if writes.len() > repo::MAX_WRITES {
+        return Err(CommandError::InvalidRequest(format!("Too many writes. Max: {}", repo::MAX_WRITES)));
+    }
+    let validation = writes.iter().map(|w| validate_write(w, validate)).collect::<Result<Vec<_>, _>>()?;
+
+    let (account, _) = load_account(ctx.log(), did).await?;
+    let Some(account) = account.live() else {
+        return Err(CommandError::RepoNotFound(format!("Could not find repo: {did}")));
+    };
+    if account.status().is_some() {
+        return Err(CommandError::InvalidRequest(format!("Account is not active: {did}")));
+    }
+    let parsed = Did::parse(did).map_err(|_| CommandError::InvalidRequest(format!("invalid DID {did}")))?;
+    let private = domain::key_encryption::decrypt_key(&ctx.kek, did, &account.signing_key_encrypted)
+        .map_err(|e| CommandError::Internal(format!("signing key: {e}")))?;
+    let key = Keypair::from_private_bytes(KeyType::K256, &private)
+        .map_err(|e| CommandError::Internal(format!("signing key: {e}")))?;
+
+    let lock = repo_lock(did);
+    let _guard = lock.lock().await;
+    let stream = format!("repo/{did}");
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let envelopes = ctx.log().read_stream(&stream).await?;
+        let mut events = Vec::with_capacity(envelopes.len());
+        let mut version = 0;
+        for e in &envelopes {
+            let v = u32::try_from(e.event_version).map_err(|_| CommandError::Internal("negative event version".into()))?;
+            events.push(
+                RepoEvent::from_payload(&e.event_type, v, &e.payload)
+                    .map_err(|err| CommandError::Internal(format!("{} v{}: {err}", e.stream, e.stream_version)))?,
+            );
+            version = e.stream_version;
+        }
+        let state = RepoState::from_events(parsed.clone(), &events);
+        let Some(head) = state.root.clone() else {
+            return Err(CommandError::RepoNotFound(format!("Could not find repo: {did}")));
+        };
+        let mut blocks = BlockMap::new();
+        for (cid, bytes) in projections::records::repo_blocks(ctx.log(), did).await? {
+            let cid = Cid::try_from(cid.as_str()).map_err(|e| CommandError::Internal(format!("stored CID: {e}")))?;
+            blocks.insert(cid, bytes);
+        }
+        let mst = Mst::load(&blocks, head.data).map_err(|e| CommandError::Internal(format!("repo tree: {e}")))?;
+        let (now_micros, _) = now();
+        let outcome = {
+            let mut clock = clock().lock().unwrap_or_else(|p| p.into_inner());
+            repo::decide_apply_writes(
+                &state,
+                &mst,
+                &blocks,
+                &writes,
+                swap_commit,
+                &key,
+                &mut clock,
+                u64::try_from(now_micros).unwrap_or(0),
+            )
+        }
+        .map_err(repo_error)?;
+        let Some(commit) = outcome.commit else {
+            return Ok(AppliedWrites {
+                results: outcome.results,
+                validation,
+                commit: head.commit,
+                rev: head.rev.to_string(),
+                committed: false,
+            });
+        };
+        let new_events = commit
+            .events()
+            .iter()
+            .map(|e| {
+                let payload = e.to_payload().map_err(|err| CommandError::Internal(format!("repo payload: {err}")))?;
+                let version = i32::try_from(e.event_version()).unwrap_or(i32::MAX);
+                let ev = NewEvent::new(e.event_type(), version, payload);
+                Ok(if e.is_public() { ev.public() } else { ev })
+            })
+            .collect::<Result<Vec<_>, CommandError>>()?;
+        let expected = ExpectedVersion::Exact(version);
+        match ctx.appender.append(vec![StreamAppend::new(stream.clone(), expected, new_events)]).await {
+            Ok(_) => {
+                return Ok(AppliedWrites {
+                    results: outcome.results,
+                    validation,
+                    commit: commit.root.commit,
+                    rev: commit.root.rev.to_string(),
+                    committed: true,
+                })
+            }
+            Err(AppendError::Conflict { .. }) if attempt < MAX_ATTEMPTS => continue,
+            Err(AppendError::Conflict { stream, .. }) => return Err(CommandError::Conflict(stream)),
+            Err(e) => return Err(CommandError::Internal(e.to_string())),
+        }
+    }
+}
+
+fn repo_error(e: RepoError) -> CommandError {
+    match e {
+        RepoError::InvalidSwap(m) => CommandError::InvalidSwap(m.to_string()),
+        e @ (RepoError::TooManyWrites { .. }
+        | RepoError::InvalidCollection(_)
+        | RepoError::InvalidRecordKey(_)
+        | RepoError::InvalidRecord { .. }
+        | RepoError::RecordAlreadyExists(_)
+        | RepoError::RecordTooLarge { .. }
+        | RepoError::CommitTooLarge { .. }
+        | RepoError::Cbor(_)) => CommandError::InvalidRequest(e.to_string()),
+        e => CommandError::Internal(e.to_string()),
+    }
+}
+
+/// A record as stored: CID and value (DAG-CBOR decoded).
+#[derive(Debug, Clone)]
+pub struct StoredRecord {
+    pub rkey: String,
+    pub cid: String,
+    pub value: Ipld,
+}
+
+fn decode(row: projections::records::RecordRow) -> Result<StoredRecord, CommandError> {
+    let value = domain::cbor::decode(&row.bytes).map_err(|e| CommandError::Internal(format!("stored record: {e}")))?;
+    Ok(StoredRecord { rkey: row.rkey, cid: row.cid, value })
+}
+
+/// getRecord: the record at `did/collection/rkey` (`RecordNotFound` when absent or not `cid`).
+pub async fn get_record(ctx: &Ctx, did: &str, collection: &str, rkey: &str, cid: Option<&str>) -> Result<StoredRecord, CommandError> {
+    let uri = format!("at://{did}/{collection}/{rkey}");
+    let row = projections::records::get(ctx.log(), did, collection, rkey).await?;
+    match row {
+        Some(r) if cid.is_none_or(|c| c == r.cid) => decode(r),
+        _ => Err(CommandError::RecordNotFound(format!("Could not locate record: {uri}"))),
+    }
+}
+
+/// listRecords: a page of `collection`.
+pub async fn list_records(
+    ctx: &Ctx,
+    did: &str,
+    collection: &str,
+    limit: i64,
+    cursor: Option<&str>,
+    reverse: bool,
+) -> Result<Vec<StoredRecord>, CommandError> {
+    projections::records::list(ctx.log(), did, collection, limit, cursor, reverse).await?.into_iter().map(decode).collect()
+}

@@ -1,0 +1,137 @@
+//! `records` (inline): the record index of every repo — (did, collection, rkey) → record CID and
+//! the rev that wrote it — from the `repo.committed` ops (create/update upsert, delete removes).
+//! The record bytes are the `repo_blocks` row of that CID. Lookups: one record, a page of a
+//! collection (by rkey, descending unless `reverse`), the collections of a repo.
+//!
+//! Never computes anything: it stores what the events' ops say.
+
+use domain::mst::OpAction;
+use domain::repo::{RepoEvent, REPO_COMMITTED};
+use eventlog::{Envelope, EventLog, ReadPool, Tx};
+use futures_util::future::BoxFuture;
+
+use crate::sql::{exec, numbered};
+use crate::{Kind, ProjectionError, Projector, Table};
+
+pub const NAME: &str = "records";
+
+pub const PROJECTOR: Projector = Projector {
+    name: NAME,
+    kind: Kind::Inline,
+    handles: &[REPO_COMMITTED],
+    tables: &[Table { name: "records", columns: &["did", "collection", "rkey", "cid", "rev"] }],
+    apply,
+};
+
+fn apply<'a>(mut tx: Tx<'a>, events: &'a [&'a Envelope]) -> BoxFuture<'a, Result<(), ProjectionError>> {
+    Box::pin(async move {
+        for e in events {
+            let fail = |message: String| ProjectionError::Apply { projector: NAME, position: e.position, message };
+            let version = u32::try_from(e.event_version).map_err(|_| fail("negative event version".into()))?;
+            let event =
+                RepoEvent::from_payload(&e.event_type, version, &e.payload).map_err(|err| fail(err.to_string()))?;
+            let RepoEvent::Committed(c) = &event else { continue };
+            let did = c.did.as_str();
+            let rev = c.rev.to_string();
+            for op in &c.ops {
+                let Some((collection, rkey)) = op.path.split_once('/') else {
+                    return Err(fail(format!("op path {:?} is not collection/rkey", op.path)));
+                };
+                match (op.action, op.cid) {
+                    (OpAction::Delete, _) | (_, None) => {
+                        exec(
+                            &mut tx,
+                            "DELETE FROM records WHERE did = ? AND collection = ? AND rkey = ?",
+                            &[did.into(), collection.into(), rkey.into()],
+                        )
+                        .await?;
+                    }
+                    (_, Some(cid)) => {
+                        exec(
+                            &mut tx,
+                            "INSERT INTO records (did, collection, rkey, cid, rev) VALUES (?, ?, ?, ?, ?) \
+                             ON CONFLICT (did, collection, rkey) DO UPDATE SET cid = excluded.cid, rev = excluded.rev",
+                            &[did.into(), collection.into(), rkey.into(), cid.to_string().into(), rev.clone().into()],
+                        )
+                        .await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// One indexed record: its key, CID, and block bytes.
+#[derive(Debug, Clone)]
+pub struct RecordRow {
+    pub rkey: String,
+    pub cid: String,
+    pub bytes: Vec<u8>,
+}
+
+const SELECT: &str = "SELECT r.rkey, r.cid, b.bytes FROM records r \
+     JOIN repo_blocks b ON b.did = r.did AND b.cid = r.cid \
+     WHERE r.did = ? AND r.collection = ?";
+
+async fn rows(log: &EventLog, sql: &str, args: Vec<String>, limit: Option<i64>) -> Result<Vec<RecordRow>, ProjectionError> {
+    let out: Vec<(String, String, Vec<u8>)> = match log.read_pool() {
+        ReadPool::Sqlite(p) => {
+            let mut q = sqlx::query_as(sql);
+            for a in &args {
+                q = q.bind(a.clone());
+            }
+            if let Some(l) = limit {
+                q = q.bind(l);
+            }
+            q.fetch_all(p).await?
+        }
+        ReadPool::Postgres(p) => {
+            let sql = numbered(sql);
+            let mut q = sqlx::query_as(&sql);
+            for a in &args {
+                q = q.bind(a.clone());
+            }
+            if let Some(l) = limit {
+                q = q.bind(l);
+            }
+            q.fetch_all(p).await?
+        }
+    };
+    Ok(out.into_iter().map(|(rkey, cid, bytes)| RecordRow { rkey, cid, bytes }).collect())
+}
+
+/// The record at `did/collection/rkey`, if indexed.
+pub async fn get(log: &EventLog, did: &str, collection: &str, rkey: &str) -> Result<Option<RecordRow>, ProjectionError> {
+    let sql = format!("{SELECT} AND r.rkey = ?");
+    Ok(rows(log, &sql, vec![did.into(), collection.into(), rkey.into()], None).await?.into_iter().next())
+}
+
+/// A page of `collection`: rkeys descending after `cursor` (ascending when `reverse`).
+pub async fn list(
+    log: &EventLog,
+    did: &str,
+    collection: &str,
+    limit: i64,
+    cursor: Option<&str>,
+    reverse: bool,
+) -> Result<Vec<RecordRow>, ProjectionError> {
+    let (cmp, order) = if reverse { (">", "ASC") } else { ("<", "DESC") };
+    let mut args = vec![did.to_owned(), collection.to_owned()];
+    let mut sql = SELECT.to_owned();
+    if let Some(c) = cursor {
+        sql.push_str(&format!(" AND r.rkey {cmp} ?"));
+        args.push(c.to_owned());
+    }
+    sql.push_str(&format!(" ORDER BY r.rkey {order} LIMIT ?"));
+    rows(log, &sql, args, Some(limit)).await
+}
+
+/// Every block stored for `did`'s repo (CID string, bytes).
+pub async fn repo_blocks(log: &EventLog, did: &str) -> Result<Vec<(String, Vec<u8>)>, ProjectionError> {
+    let sql = "SELECT cid, bytes FROM repo_blocks WHERE did = ?";
+    Ok(match log.read_pool() {
+        ReadPool::Sqlite(p) => sqlx::query_as(sql).bind(did).fetch_all(p).await?,
+        ReadPool::Postgres(p) => sqlx::query_as(&numbered(sql)).bind(did).fetch_all(p).await?,
+    })
+}
