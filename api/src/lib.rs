@@ -11,6 +11,7 @@ pub mod firehose;
 pub mod ops;
 pub mod secrets;
 pub mod server;
+pub mod server_account_status;
 pub mod server_accounts;
 pub mod server_app_passwords;
 pub mod server_invites;

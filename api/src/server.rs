@@ -38,6 +38,7 @@ pub fn router(config: Config, log: EventLog) -> Router {
         .merge(crate::server_accounts::routes())
         .merge(crate::server_invites::routes())
         .merge(crate::server_app_passwords::routes())
+        .merge(crate::server_account_status::routes())
         .route("/", get(banner))
         .route("/robots.txt", get(robots))
         .route("/xrpc/_health", get(health))

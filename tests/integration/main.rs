@@ -12,3 +12,4 @@ mod accounts;
 mod interop;
 mod invites;
 mod app_passwords;
+mod account_status;
