@@ -1,10 +1,10 @@
 //! `com.atproto.server.checkAccountStatus` (the migration helper): whether the account is active,
 //! whether its DID document (resolved from the PLC directory) names this PDS and the account's
-//! signing key, and the repo's head, rev and block count.
+//! signing key, and the repo's head, rev, block count and indexed records.
 //!
-//! Reads only: the log (account and repo streams), the `repo_blocks` read model and the
-//! directory. Not yet: records, blobs and private state are not indexed, so `indexedRecords`,
-//! `privateStateValues`, `expectedBlobs` and `importedBlobs` are 0 (no command writes them yet).
+//! Reads only: the log (account and repo streams), the `repo_blocks` and `records` read models
+//! and the directory. Not yet: blobs and private state are not tracked, so `privateStateValues`,
+//! `expectedBlobs` and `importedBlobs` are 0.
 
 use std::time::Duration;
 
@@ -35,15 +35,8 @@ pub async fn check_account_status(ctx: &Ctx, did: &str) -> Result<AccountStatusV
     let (state, _) = load_account(ctx.log(), did).await?;
     let account = state.live().ok_or(CommandError::AccountNotFound)?;
     let (repo, _, _) = load_repo_head(ctx.log(), &parsed).await?;
-    let blocks = projections::sql::fetch_text(
-        ctx.log().read_pool(),
-        "SELECT CAST(COUNT(*) AS TEXT) FROM repo_blocks WHERE did = ?",
-        &[did.into()],
-    )
-    .await
-    .map_err(|e| CommandError::Internal(e.to_string()))?
-    .and_then(|n| n.parse().ok())
-    .unwrap_or(0);
+    let blocks = count(ctx, "SELECT CAST(COUNT(*) AS TEXT) FROM repo_blocks WHERE did = ?", did).await?;
+    let records = count(ctx, "SELECT CAST(COUNT(*) AS TEXT) FROM records WHERE did = ?", did).await?;
     let valid_did = match resolve_plc(ctx, did).await {
         Some(doc) => names_us(&doc, &ctx.public_url, &account.signing_did_key),
         None => false,
@@ -54,11 +47,20 @@ pub async fn check_account_status(ctx: &Ctx, did: &str) -> Result<AccountStatusV
         repo_commit: repo.root.as_ref().map(|r| r.commit.to_string()),
         repo_rev: repo.rev().map(|r| r.to_string()),
         repo_blocks: blocks,
-        indexed_records: 0,
+        indexed_records: records,
         private_state_values: 0,
         expected_blobs: 0,
         imported_blobs: 0,
     })
+}
+
+/// A `COUNT(*)` over a read model, for one DID.
+async fn count(ctx: &Ctx, sql: &str, did: &str) -> Result<i64, CommandError> {
+    Ok(projections::sql::fetch_text(ctx.log().read_pool(), sql, &[did.into()])
+        .await
+        .map_err(|e| CommandError::Internal(e.to_string()))?
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0))
 }
 
 /// The directory's DID document, or `None` if it does not answer with one.
