@@ -9,6 +9,7 @@ pub mod config;
 pub mod event_json;
 pub mod firehose;
 pub mod ops;
+pub mod repo_routes;
 pub mod secrets;
 pub mod server;
 pub mod server_account_status;

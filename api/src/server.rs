@@ -36,6 +36,7 @@ pub fn router(config: Config, log: EventLog) -> Router {
         .merge(crate::admin::routes())
         .merge(crate::firehose::routes_with(firehose))
         .merge(crate::server_accounts::routes())
+        .merge(crate::repo_routes::routes())
         .merge(crate::server_invites::routes())
         .merge(crate::server_app_passwords::routes())
         .merge(crate::server_account_status::routes())
