@@ -13,3 +13,4 @@ mod interop;
 mod invites;
 mod app_passwords;
 mod account_status;
+mod records;
