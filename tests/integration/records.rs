@@ -43,6 +43,26 @@ async fn committed_revs(s: &Server, did: &str) -> Vec<String> {
     revs
 }
 
+/// The revs of the first `n` `#commit` frames of `did` from `subscribeRepos?cursor=0`.
+async fn commit_frames(s: &Server, did: &str, n: usize) -> Vec<String> {
+    use domain::cbor::Ipld;
+    use domain::repo::firehose::{decode_frame, Frame};
+    use futures_util::StreamExt;
+    let url = format!("{}?cursor=0", s.xrpc("com.atproto.sync.subscribeRepos")).replace("http://", "ws://");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut revs = Vec::new();
+    while revs.len() < n {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(30), ws.next()).await.expect("no frame in time");
+        let Some(Ok(tokio_tungstenite::tungstenite::Message::Binary(b))) = msg else { continue };
+        let Frame::Message { t, body } = decode_frame(&b).unwrap() else { panic!("error frame") };
+        if t == "#commit" && body.get("repo") == Some(&Ipld::String(did.to_owned())) {
+            let Some(Ipld::String(rev)) = body.get("rev") else { panic!("rev") };
+            revs.push(rev.clone());
+        }
+    }
+    revs
+}
+
 async fn head(s: &Server, did: &str) -> Vec<String> {
     committed_revs(s, did).await
 }
@@ -175,7 +195,7 @@ async fn records_flow(pg: Option<&PgDatabase>) {
     assert_eq!(page["cursor"], "r3");
     let (_, page2) = get(&s, &format!("com.atproto.repo.listRecords?repo={did}&collection=com.example.list&limit=2&cursor=r3"), None).await;
     assert_eq!(keys(&page2), ["r2", "r1"]);
-    let (_, rev) = get(&s, &format!("com.atproto.repo.listRecords?repo=alice.test&collection=com.example.list&reverse=true"), None).await;
+    let (_, rev) = get(&s, "com.atproto.repo.listRecords?repo=alice.test&collection=com.example.list&reverse=true", None).await;
     assert_eq!(keys(&rev), ["r0", "r1", "r2", "r3", "r4"]);
     assert!(rev.get("cursor").is_none());
     assert_eq!(rev["records"][0]["value"]["i"], 0);
@@ -215,6 +235,11 @@ async fn records_flow(pg: Option<&PgDatabase>) {
     let revs = committed_revs(&s, &did).await;
     assert_eq!(revs.len(), before + 20);
     assert!(revs.windows(2).all(|w| w[0] < w[1]), "{revs:?}");
+
+    // A subscribeRepos client replaying from the start sees one #commit per committed rev, in order.
+    // (`revs` starts with the genesis commit.)
+    let frames = commit_frames(&s, &did, revs.len()).await;
+    assert_eq!(frames, revs);
 
     drop(s);
     replay_and_verify(dir.path(), &env);
