@@ -83,16 +83,32 @@ fn clock() -> &'static Mutex<TidClock> {
 
 /// Lexicon validation of one write's record.
 fn validate_write(write: &Write, validate: Option<bool>) -> Result<Option<ValidationStatus>, CommandError> {
-    let (collection, value) = match write {
-        Write::Create { collection, value, .. } | Write::Update { collection, value, .. } => (collection, value),
+    let (collection, rkey, value) = match write {
+        Write::Create { collection, rkey, value } => (collection, rkey.as_deref(), value),
+        Write::Update { collection, rkey, value, .. } => (collection, Some(rkey.as_str()), value),
         Write::Delete { .. } => return Ok(None),
     };
     if validate == Some(false) {
         return Ok(None);
     }
     let cat = catalog();
-    let known = matches!(cat.get(collection).and_then(|d| d.main()), Some(domain::lexicon::Def::Record(_)));
-    if !known {
+    let def = match cat.get(collection).and_then(|d| d.main()) {
+        Some(domain::lexicon::Def::Record(r)) => Some(r),
+        _ => None,
+    };
+    if let (Some(def), Some(rkey)) = (def, rkey) {
+        use domain::lexicon::RecordKeyType as K;
+        let ok = match &def.key {
+            K::Tid => domain::syntax::is_valid_tid(rkey),
+            K::Nsid => domain::syntax::is_valid_nsid(rkey),
+            K::Literal(l) => rkey == l,
+            K::Any => true,
+        };
+        if !ok {
+            return Err(CommandError::InvalidRequest(format!("Invalid record key for {collection}: {rkey}")));
+        }
+    }
+    if def.is_none() {
         return if validate == Some(true) {
             Err(CommandError::InvalidRequest(format!("Lexicon not found: lex:{collection}")))
         } else {

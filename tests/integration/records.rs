@@ -126,6 +126,12 @@ async fn records_flow(pg: Option<&PgDatabase>) {
     assert_eq!(st, 200, "{skipped}");
     assert!(skipped.get("validationStatus").is_none(), "{skipped}");
 
+    // The schema's record-key type: a profile lives at "self", a post at a TID.
+    let r = post(&s, "com.atproto.repo.putRecord", t, json!({ "repo": did, "collection": "app.bsky.actor.profile", "rkey": "other", "record": { "displayName": "x" } })).await;
+    assert_error(&r, 400, "InvalidRequest");
+    let r = post(&s, "com.atproto.repo.createRecord", t, json!({ "repo": did, "collection": POST, "rkey": "not-a-tid", "record": post_record("x") })).await;
+    assert_error(&r, 400, "InvalidRequest");
+
     // swapCommit: stale → InvalidSwap.
     let r = post(&s, "com.atproto.repo.createRecord", t, json!({ "repo": did, "collection": POST, "swapCommit": commit1, "record": post_record("x") })).await;
     assert_error(&r, 400, "InvalidSwap");
