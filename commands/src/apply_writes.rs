@@ -3,7 +3,7 @@
 //!
 //! Per repo, writes are serialized in this process by a per-DID async mutex, and across processes
 //! by compare-and-swap: the append expects the stream version it loaded, and a `Conflict` reloads
-//! and decides again (a few times), so a write is never lost and the repo never forks.
+//! and decides again (up to 32 times), so a write is never lost and the repo never forks.
 //!
 //! The tree is read through a `BlockMap` holding every stored block of the repo (one query). That
 //! is the simplest correct choice and costs O(repo size) per write; a lazy per-node loader can
@@ -28,7 +28,7 @@ use eventlog::{AppendError, ExpectedVersion, NewEvent, StreamAppend};
 use crate::{load_account, now, CommandError, Ctx};
 
 /// How many times a write is decided again after losing a race for the repo head.
-const MAX_ATTEMPTS: usize = 8;
+const MAX_ATTEMPTS: usize = 32;
 
 /// The lexicon verdict on one write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

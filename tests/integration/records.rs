@@ -242,6 +242,45 @@ async fn records_flow(pg: Option<&PgDatabase>) {
     assert_eq!(revs.len(), before + 20);
     assert!(revs.windows(2).all(|w| w[0] < w[1]), "{revs:?}");
 
+    // Two processes on one database: their per-process locks do not exclude each other, so the
+    // append's expected version does — the losers reload and decide again; nothing forks or is lost.
+    let borrowed: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let s2 = Server::start_in(dir.path(), &borrowed).await;
+    let (st, login) = post(&s2, "com.atproto.server.createSession", None, json!({ "identifier": did, "password": crate::invites::PASSWORD })).await;
+    assert_eq!(st, 200, "{login}");
+    let token2 = login["accessJwt"].as_str().unwrap().to_owned();
+    let before = committed_revs(&s, &did).await.len();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (url, token) = if i % 2 == 0 {
+            (s.xrpc("com.atproto.repo.createRecord"), token.clone())
+        } else {
+            (s2.xrpc("com.atproto.repo.createRecord"), token2.clone())
+        };
+        let did = did.clone();
+        tasks.push(tokio::spawn(async move {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({ "repo": did, "collection": "com.example.race2", "record": { "i": i } }))
+                .send()
+                .await
+                .unwrap();
+            let st = resp.status().as_u16();
+            (st, resp.json::<Value>().await.unwrap())
+        }));
+    }
+    for t in tasks {
+        let (st, body) = t.await.unwrap();
+        assert_eq!(st, 200, "{body}");
+    }
+    drop(s2);
+    let (_, listed) = get(&s, &format!("com.atproto.repo.listRecords?repo={did}&collection=com.example.race2&limit=100"), None).await;
+    assert_eq!(listed["records"].as_array().unwrap().len(), 20);
+    let revs = committed_revs(&s, &did).await;
+    assert_eq!(revs.len(), before + 20);
+    assert!(revs.windows(2).all(|w| w[0] < w[1]), "{revs:?}");
+
     // A subscribeRepos client replaying from the start sees one #commit per committed rev, in order.
     // (`revs` starts with the genesis commit.)
     let frames = commit_frames(&s, &did, revs.len()).await;
