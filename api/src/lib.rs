@@ -2,6 +2,7 @@
 //! It never decides domain rules itself: it parses, calls `domain`/`commands`, and renders.
 
 pub mod admin;
+pub mod admin_accounts;
 pub mod auth;
 pub mod car_tools;
 pub mod cli;

@@ -34,6 +34,7 @@ pub fn router(config: Config, log: EventLog) -> Router {
     let state = AppState { config: Arc::new(config), log, appender };
     Router::new()
         .merge(crate::admin::routes())
+        .merge(crate::admin_accounts::routes())
         .merge(crate::firehose::routes_with(firehose))
         .merge(crate::server_accounts::routes())
         .merge(crate::repo_routes::routes())

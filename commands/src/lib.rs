@@ -6,6 +6,9 @@
 //! Never knows HTTP: it returns [`CommandError`], which `api` maps to XRPC error names.
 
 pub mod activate_account;
+pub mod admin_account_info;
+pub mod admin_update_account_password;
+pub mod admin_update_subject_status;
 pub mod check_account_status;
 pub mod apply_writes;
 pub mod create_account;
@@ -31,6 +34,9 @@ use zeroize::Zeroizing;
 pub use apply_writes::{apply_writes, get_record, list_records, AppliedWrites, StoredRecord, ValidationStatus};
 pub use create_account::{create_account, CreateAccountInput};
 pub use activate_account::activate_account;
+pub use admin_account_info::{admin_account_info, AdminAccountInfo};
+pub use admin_update_account_password::admin_update_account_password;
+pub use admin_update_subject_status::admin_update_takedown;
 pub use check_account_status::{check_account_status, AccountStatusView};
 pub use deactivate_account::deactivate_account;
 pub use create_app_password::{create_app_password, list_app_passwords, AppPasswordView, NewAppPassword};

@@ -1,0 +1,237 @@
+//! Admin account XRPC (HTTP Basic `admin:<PDS_ADMIN_PASSWORD>`): `com.atproto.admin.{getAccountInfo,
+//! getAccountInfos, getSubjectStatus, updateSubjectStatus, updateAccountPassword}`. Subjects are
+//! `com.atproto.admin.defs#repoRef` (`{did}`); a takedown emits `#account`. Parses, calls
+//! `commands`, renders; never answers 500 for bad input.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Query, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use commands::AdminAccountInfo;
+
+use crate::admin::require_admin;
+use crate::event_json::rfc3339;
+use crate::server::AppState;
+use crate::server_accounts::{body, command_error, ctx, JSON_LIMIT};
+use crate::xrpc::XrpcError;
+
+const REPO_REF: &str = "com.atproto.admin.defs#repoRef";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/xrpc/com.atproto.admin.getAccountInfo", get(get_account_info))
+        .route("/xrpc/com.atproto.admin.getAccountInfos", get(get_account_infos))
+        .route("/xrpc/com.atproto.admin.getSubjectStatus", get(get_subject_status))
+        .route("/xrpc/com.atproto.admin.updateSubjectStatus", post(update_subject_status))
+        .route("/xrpc/com.atproto.admin.updateAccountPassword", post(update_account_password))
+        .layer(DefaultBodyLimit::max(JSON_LIMIT))
+}
+
+fn not_found() -> XrpcError {
+    XrpcError::new(StatusCode::BAD_REQUEST, "AccountNotFound", "Account not found")
+}
+
+fn info_json(a: &AdminAccountInfo) -> Value {
+    let mut out = json!({
+        "did": a.did,
+        "handle": a.handle,
+        "email": a.email,
+        "indexedAt": rfc3339(a.indexed_at),
+        "invitesDisabled": false,
+    });
+    if let Some(at) = a.email_confirmed_at {
+        out["emailConfirmedAt"] = rfc3339(at);
+    }
+    if let Some(at) = a.deactivated_at {
+        out["deactivatedAt"] = rfc3339(at);
+    }
+    if let Some(code) = &a.invite_code {
+        out["invitedBy"] = json!({ "code": code });
+    }
+    out
+}
+
+fn did_param(q: Result<Query<HashMap<String, String>>, QueryRejection>) -> Result<String, XrpcError> {
+    let Query(p) = q.map_err(|e| XrpcError::invalid_request(format!("invalid query string: {e}")))?;
+    let did = p.get("did").ok_or_else(|| XrpcError::invalid_request("Error: Params must have the property \"did\""))?;
+    if !domain::syntax::is_valid_did(did) {
+        return Err(XrpcError::invalid_request("did must be a valid did"));
+    }
+    Ok(did.clone())
+}
+
+async fn get_account_info(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<Value>, XrpcError> {
+    require_admin(&state, &headers)?;
+    let did = did_param(q)?;
+    let ctx = ctx(&state)?;
+    let info = commands::admin_account_info(&ctx, &did).await.map_err(command_error)?.ok_or_else(not_found)?;
+    Ok(Json(info_json(&info)))
+}
+
+/// `dids` repeated in the query string (`?dids=a&dids=b`); unknown DIDs are left out.
+async fn get_account_infos(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, XrpcError> {
+    require_admin(&state, &headers)?;
+    let mut dids = Vec::new();
+    for pair in raw.unwrap_or_default().split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k == "dids" {
+            let v = percent_decode(v).ok_or_else(|| XrpcError::invalid_request("invalid query string"))?;
+            if !domain::syntax::is_valid_did(&v) {
+                return Err(XrpcError::invalid_request("dids must be valid dids"));
+            }
+            dids.push(v);
+        }
+    }
+    if dids.is_empty() {
+        return Err(XrpcError::invalid_request("Error: Params must have the property \"dids\""));
+    }
+    let ctx = ctx(&state)?;
+    let mut infos = Vec::new();
+    for did in &dids {
+        if let Some(info) = commands::admin_account_info(&ctx, did).await.map_err(command_error)? {
+            infos.push(info_json(&info));
+        }
+    }
+    Ok(Json(json!({ "infos": infos })))
+}
+
+/// `application/x-www-form-urlencoded` value decoding (`+` is a space, `%XX` a byte).
+fn percent_decode(v: &str) -> Option<String> {
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+async fn get_subject_status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<Value>, XrpcError> {
+    require_admin(&state, &headers)?;
+    let did = did_param(q)?;
+    let ctx = ctx(&state)?;
+    let info = commands::admin_account_info(&ctx, &did)
+        .await
+        .map_err(command_error)?
+        .ok_or_else(|| XrpcError::new(StatusCode::BAD_REQUEST, "NotFound", "Subject not found"))?;
+    let takedown = match &info.takedown {
+        Some(reference) => {
+            let mut t = json!({ "applied": true });
+            if let Some(r) = reference {
+                t["ref"] = json!(r);
+            }
+            t
+        }
+        None => json!({ "applied": false }),
+    };
+    Ok(Json(json!({
+        "subject": { "$type": REPO_REF, "did": info.did },
+        "takedown": takedown,
+    })))
+}
+
+#[derive(Deserialize)]
+struct StatusAttr {
+    applied: bool,
+    #[serde(rename = "ref")]
+    reference: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct UpdateSubjectStatusBody {
+    subject: Value,
+    takedown: Option<StatusAttr>,
+    #[allow(dead_code)]
+    deactivated: Option<StatusAttr>,
+}
+
+async fn update_subject_status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Json<Value>, XrpcError> {
+    require_admin(&state, &headers)?;
+    let b: UpdateSubjectStatusBody = body(&bytes)?;
+    let kind = b.subject.get("$type").and_then(Value::as_str);
+    if kind != Some(REPO_REF) {
+        return Err(XrpcError::invalid_request(format!("Invalid subject: only {REPO_REF} is supported")));
+    }
+    let Some(did) = b.subject.get("did").and_then(Value::as_str).filter(|d| domain::syntax::is_valid_did(d)) else {
+        return Err(XrpcError::invalid_request("subject.did must be a valid did"));
+    };
+    let ctx = ctx(&state)?;
+    if let Some(t) = &b.takedown {
+        commands::admin_update_takedown(&ctx, did, t.applied, t.reference.clone())
+            .await
+            .map_err(|e| match e {
+                commands::CommandError::AccountNotFound => not_found(),
+                e => command_error(e),
+            })?;
+    }
+    let mut out = json!({ "subject": b.subject });
+    if let Some(t) = &b.takedown {
+        let mut tj = json!({ "applied": t.applied });
+        if let Some(r) = &t.reference {
+            tj["ref"] = json!(r);
+        }
+        out["takedown"] = tj;
+    }
+    Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+struct UpdatePasswordBody {
+    did: String,
+    password: String,
+}
+
+async fn update_account_password(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<StatusCode, XrpcError> {
+    require_admin(&state, &headers)?;
+    let b: UpdatePasswordBody = body(&bytes)?;
+    if !domain::syntax::is_valid_did(&b.did) {
+        return Err(XrpcError::invalid_request("did must be a valid did"));
+    }
+    let ctx = ctx(&state)?;
+    commands::admin_update_account_password(&ctx, &b.did, b.password).await.map_err(|e| match e {
+        commands::CommandError::AccountNotFound => not_found(),
+        e => command_error(e),
+    })?;
+    Ok(StatusCode::OK)
+}
