@@ -14,3 +14,4 @@ mod invites;
 mod app_passwords;
 mod account_status;
 mod records;
+mod admin_accounts;

@@ -1,0 +1,154 @@
+//! Admin account XRPC through the real binary, on SQLite and on Postgres (with the reference PLC
+//! directory): getAccountInfo(s), getSubjectStatus / updateSubjectStatus (a takedown blocks login
+//! with `AccountTakedown` and emits `account.takedown_updated` + `#account{takendown}`; lifting it
+//! restores login), updateAccountPassword (the old password and sessions stop working), 401
+//! without the admin password, 400 for bad input and unknown accounts, `pds replay` + `pds verify`.
+
+use serde_json::{json, Value};
+
+use crate::harness::PgDatabase;
+use crate::invites::{assert_error, call, post, replay_and_verify, signup, start, ADMIN, PASSWORD};
+use crate::plc::PlcServer;
+
+const INFO: &str = "com.atproto.admin.getAccountInfo";
+const INFOS: &str = "com.atproto.admin.getAccountInfos";
+const GET_STATUS: &str = "com.atproto.admin.getSubjectStatus";
+const UPDATE_STATUS: &str = "com.atproto.admin.updateSubjectStatus";
+const UPDATE_PASSWORD: &str = "com.atproto.admin.updateAccountPassword";
+const UNKNOWN_DID: &str = "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa";
+
+async fn admin_get(s: &crate::harness::Server, path: &str, password: Option<&str>) -> (u16, Value) {
+    call(reqwest::Method::GET, &s.xrpc(path), None, password, None).await
+}
+
+async fn admin_post(s: &crate::harness::Server, nsid: &str, password: Option<&str>, body: Value) -> (u16, Value) {
+    call(reqwest::Method::POST, &s.xrpc(nsid), None, password, Some(body)).await
+}
+
+async fn events_of(s: &crate::harness::Server, did: &str) -> Vec<Value> {
+    let (status, events) = admin_get(s, "org.eventpds.admin.listEvents?limit=1000", Some(ADMIN)).await;
+    assert_eq!(status, 200);
+    events["events"].as_array().unwrap().iter().filter(|e| e["stream"].as_str().unwrap().ends_with(did)).cloned().collect()
+}
+
+fn types(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|e| e["type"].as_str().unwrap()).collect()
+}
+
+async fn login(s: &crate::harness::Server, id: &str, password: &str) -> (u16, Value) {
+    post(s, "com.atproto.server.createSession", None, json!({ "identifier": id, "password": password })).await
+}
+
+async fn admin_flow(pg: Option<&PgDatabase>) {
+    let plc = PlcServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, env) = start(dir.path(), &plc, pg, "false").await;
+    let s = &server;
+    let created = post(s, "com.atproto.server.createAccount", None, signup("alice.test", "alice@example.com", None)).await;
+    assert_eq!(created.0, 200, "{created:?}");
+    let did = created.1["did"].as_str().unwrap().to_owned();
+    let bob = post(s, "com.atproto.server.createAccount", None, signup("bob.test", "bob@example.com", None)).await;
+    let bob_did = bob.1["did"].as_str().unwrap().to_owned();
+
+    // --- auth ---------------------------------------------------------------------------------------
+    let info_path = format!("{INFO}?did={did}");
+    assert_error(&admin_get(s, &info_path, None).await, 401, "AuthRequired");
+    assert_error(&admin_get(s, &info_path, Some("wrong")).await, 401, "AuthRequired");
+    assert_error(&admin_get(s, &format!("{GET_STATUS}?did={did}"), None).await, 401, "AuthRequired");
+    let takedown = json!({ "subject": { "$type": "com.atproto.admin.defs#repoRef", "did": did }, "takedown": { "applied": true, "ref": "mod-1" } });
+    assert_error(&admin_post(s, UPDATE_STATUS, None, takedown.clone()).await, 401, "AuthRequired");
+    assert_error(&admin_post(s, UPDATE_PASSWORD, Some("nope"), json!({ "did": did, "password": "x" })).await, 401, "AuthRequired");
+
+    // --- getAccountInfo(s) ----------------------------------------------------------------------------
+    let info = admin_get(s, &info_path, Some(ADMIN)).await;
+    assert_eq!(info.0, 200, "{info:?}");
+    assert_eq!(info.1["did"], did.as_str());
+    assert_eq!(info.1["handle"], "alice.test");
+    assert_eq!(info.1["email"], "alice@example.com");
+    assert!(info.1["indexedAt"].as_str().unwrap().ends_with('Z'), "{info:?}");
+    assert!(info.1.get("deactivatedAt").is_none(), "{info:?}");
+    assert_error(&admin_get(s, &format!("{INFO}?did={UNKNOWN_DID}"), Some(ADMIN)).await, 400, "AccountNotFound");
+    assert_error(&admin_get(s, &format!("{INFO}?did=alice"), Some(ADMIN)).await, 400, "InvalidRequest");
+    assert_error(&admin_get(s, INFO, Some(ADMIN)).await, 400, "InvalidRequest");
+    let infos = admin_get(s, &format!("{INFOS}?dids={did}&dids={UNKNOWN_DID}&dids={}", bob_did.replace(':', "%3A")), Some(ADMIN)).await;
+    assert_eq!(infos.0, 200, "{infos:?}");
+    let handles: Vec<&str> = infos.1["infos"].as_array().unwrap().iter().map(|i| i["handle"].as_str().unwrap()).collect();
+    assert_eq!(handles, ["alice.test", "bob.test"], "{infos:?}");
+    assert_error(&admin_get(s, INFOS, Some(ADMIN)).await, 400, "InvalidRequest");
+    assert_error(&admin_get(s, &format!("{INFOS}?dids=bad"), Some(ADMIN)).await, 400, "InvalidRequest");
+
+    // --- takedown -------------------------------------------------------------------------------------
+    let st = admin_get(s, &format!("{GET_STATUS}?did={did}"), Some(ADMIN)).await;
+    assert_eq!(st.0, 200, "{st:?}");
+    assert_eq!(st.1["takedown"]["applied"], false, "{st:?}");
+    assert_eq!(st.1["subject"]["did"], did.as_str(), "{st:?}");
+    assert_error(&admin_get(s, &format!("{GET_STATUS}?did={UNKNOWN_DID}"), Some(ADMIN)).await, 400, "NotFound");
+    let bad_subject = json!({ "subject": { "$type": "com.atproto.repo.strongRef", "uri": "at://x", "cid": "y" }, "takedown": { "applied": true } });
+    assert_error(&admin_post(s, UPDATE_STATUS, Some(ADMIN), bad_subject).await, 400, "InvalidRequest");
+    assert_error(&admin_post(s, UPDATE_STATUS, Some(ADMIN), json!({ "takedown": 1 })).await, 400, "InvalidRequest");
+    let unknown = json!({ "subject": { "$type": "com.atproto.admin.defs#repoRef", "did": UNKNOWN_DID }, "takedown": { "applied": true } });
+    assert_error(&admin_post(s, UPDATE_STATUS, Some(ADMIN), unknown).await, 400, "AccountNotFound");
+
+    let before = events_of(s, &did).await.len();
+    let r = admin_post(s, UPDATE_STATUS, Some(ADMIN), takedown.clone()).await;
+    assert_eq!(r.0, 200, "{r:?}");
+    assert_eq!(r.1["takedown"]["applied"], true, "{r:?}");
+    assert_eq!(r.1["takedown"]["ref"], "mod-1", "{r:?}");
+    let after = events_of(s, &did).await;
+    let new = &after[before..];
+    assert_eq!(types(new), ["account.takedown_updated", "account.status"], "{new:?}");
+    assert!(new[0]["seq"].is_null() && new[1]["seq"].is_i64(), "{new:?}");
+    assert_eq!(new[1]["payload"]["active"], false, "{new:?}");
+    assert_eq!(new[1]["payload"]["status"], "takendown", "{new:?}");
+    // The same takedown again appends nothing.
+    assert_eq!(admin_post(s, UPDATE_STATUS, Some(ADMIN), takedown.clone()).await.0, 200);
+    assert_eq!(events_of(s, &did).await.len(), after.len());
+    let st = admin_get(s, &format!("{GET_STATUS}?did={did}"), Some(ADMIN)).await;
+    assert_eq!(st.1["takedown"], json!({ "applied": true, "ref": "mod-1" }), "{st:?}");
+    assert_error(&login(s, "alice.test", PASSWORD).await, 401, "AccountTakedown");
+    assert_eq!(login(s, "bob.test", PASSWORD).await.0, 200, "others are untouched");
+
+    let untake = json!({ "subject": { "$type": "com.atproto.admin.defs#repoRef", "did": did }, "takedown": { "applied": false } });
+    let before = events_of(s, &did).await.len();
+    assert_eq!(admin_post(s, UPDATE_STATUS, Some(ADMIN), untake).await.0, 200);
+    let after = events_of(s, &did).await;
+    let new = &after[before..];
+    assert_eq!(types(new), ["account.takedown_updated", "account.status"], "{new:?}");
+    assert_eq!(new[1]["payload"]["active"], true, "{new:?}");
+    assert_eq!(login(s, "alice.test", PASSWORD).await.0, 200);
+    let st = admin_get(s, &format!("{GET_STATUS}?did={did}"), Some(ADMIN)).await;
+    assert_eq!(st.1["takedown"]["applied"], false, "{st:?}");
+
+    // --- updateAccountPassword ------------------------------------------------------------------------
+    let session = login(s, "alice.test", PASSWORD).await;
+    let refresh = session.1["refreshJwt"].as_str().unwrap().to_owned();
+    assert_error(&admin_post(s, UPDATE_PASSWORD, Some(ADMIN), json!({ "did": did })).await, 400, "InvalidRequest");
+    assert_error(&admin_post(s, UPDATE_PASSWORD, Some(ADMIN), json!({ "did": "x", "password": "p" })).await, 400, "InvalidRequest");
+    assert_error(
+        &admin_post(s, UPDATE_PASSWORD, Some(ADMIN), json!({ "did": UNKNOWN_DID, "password": "p" })).await,
+        400,
+        "AccountNotFound",
+    );
+    let r = admin_post(s, UPDATE_PASSWORD, Some(ADMIN), json!({ "did": did, "password": "new password 2" })).await;
+    assert_eq!(r.0, 200, "{r:?}");
+    assert_error(&login(s, "alice.test", PASSWORD).await, 401, "AuthenticationRequired");
+    assert_eq!(login(s, "alice.test", "new password 2").await.0, 200);
+    let refreshed = post(s, "com.atproto.server.refreshSession", Some(&refresh), json!({})).await;
+    assert_eq!(refreshed.0, 400, "sessions end with a new password: {refreshed:?}");
+
+    // --- replay, verify -------------------------------------------------------------------------------
+    drop(server);
+    replay_and_verify(dir.path(), &env);
+}
+
+#[tokio::test]
+async fn admin_accounts_sqlite() {
+    admin_flow(None).await;
+}
+
+#[tokio::test]
+async fn admin_accounts_postgres() {
+    let db = PgDatabase::create().await;
+    admin_flow(Some(&db)).await;
+    db.drop_now().await;
+}
