@@ -1,5 +1,5 @@
 //! Admin account XRPC (HTTP Basic `admin:<PDS_ADMIN_PASSWORD>`): `com.atproto.admin.{getAccountInfo,
-//! getAccountInfos, getSubjectStatus, updateSubjectStatus, updateAccountPassword}`. Subjects are
+//! getAccountInfos, getSubjectStatus, updateSubjectStatus, updateAccountPassword, deleteAccount}`. Subjects are
 //! `com.atproto.admin.defs#repoRef` (`{did}`); a takedown emits `#account`. Parses, calls
 //! `commands`, renders; never answers 500 for bad input.
 
@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route("/xrpc/com.atproto.admin.getSubjectStatus", get(get_subject_status))
         .route("/xrpc/com.atproto.admin.updateSubjectStatus", post(update_subject_status))
         .route("/xrpc/com.atproto.admin.updateAccountPassword", post(update_account_password))
+        .route("/xrpc/com.atproto.admin.deleteAccount", post(delete_account))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
 }
 
@@ -230,6 +231,26 @@ async fn update_account_password(
     }
     let ctx = ctx(&state)?;
     commands::admin_update_account_password(&ctx, &b.did, b.password).await.map_err(|e| match e {
+        commands::CommandError::AccountNotFound => not_found(),
+        e => command_error(e),
+    })?;
+    Ok(StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+struct DeleteAccountBody {
+    did: String,
+}
+
+/// Erasure: the tombstone `#account{deleted}` stays, every earlier event of the DID goes.
+async fn delete_account(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) -> Result<StatusCode, XrpcError> {
+    require_admin(&state, &headers)?;
+    let b: DeleteAccountBody = body(&bytes)?;
+    if !domain::syntax::is_valid_did(&b.did) {
+        return Err(XrpcError::invalid_request("did must be a valid did"));
+    }
+    let ctx = ctx(&state)?;
+    commands::admin_delete_account(&ctx, &b.did).await.map_err(|e| match e {
         commands::CommandError::AccountNotFound => not_found(),
         e => command_error(e),
     })?;

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 
-use crate::harness::PgDatabase;
+use crate::harness::{pds_env, PgDatabase};
 use crate::invites::{assert_error, call, post, replay_and_verify, signup, start, ADMIN, PASSWORD};
 use crate::plc::PlcServer;
 
@@ -15,6 +15,7 @@ const INFOS: &str = "com.atproto.admin.getAccountInfos";
 const GET_STATUS: &str = "com.atproto.admin.getSubjectStatus";
 const UPDATE_STATUS: &str = "com.atproto.admin.updateSubjectStatus";
 const UPDATE_PASSWORD: &str = "com.atproto.admin.updateAccountPassword";
+const DELETE: &str = "com.atproto.admin.deleteAccount";
 const UNKNOWN_DID: &str = "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa";
 
 async fn admin_get(s: &crate::harness::Server, path: &str, password: Option<&str>) -> (u16, Value) {
@@ -33,6 +34,16 @@ async fn events_of(s: &crate::harness::Server, did: &str) -> Vec<Value> {
 
 fn types(events: &[Value]) -> Vec<&str> {
     events.iter().map(|e| e["type"].as_str().unwrap()).collect()
+}
+
+fn verify_clean(dir: &std::path::Path, env: &[(&str, String)]) {
+    let data_dir = dir.join("pds-data").display().to_string();
+    let mut cli_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    cli_env.push(("PDS_DATA_DIRECTORY", data_dir.as_str()));
+    let out = pds_env(&["verify"], &cli_env);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("verify: clean"), "{stdout}");
 }
 
 async fn login(s: &crate::harness::Server, id: &str, password: &str) -> (u16, Value) {
@@ -135,6 +146,45 @@ async fn admin_flow(pg: Option<&PgDatabase>) {
     assert_eq!(login(s, "alice.test", "new password 2").await.0, 200);
     let refreshed = post(s, "com.atproto.server.refreshSession", Some(&refresh), json!({})).await;
     assert_eq!(refreshed.0, 400, "sessions end with a new password: {refreshed:?}");
+
+    // --- deleteAccount (erasure) -----------------------------------------------------------------------
+    let token = login(s, "alice.test", "new password 2").await.1["accessJwt"].as_str().unwrap().to_owned();
+    let rec = post(
+        s,
+        "com.atproto.repo.createRecord",
+        Some(&token),
+        json!({ "repo": did, "collection": "app.bsky.feed.post", "record": { "text": "hi", "createdAt": "2024-01-01T00:00:00.000Z" } }),
+    )
+    .await;
+    assert_eq!(rec.0, 200, "{rec:?}");
+    assert_error(&admin_post(s, DELETE, None, json!({ "did": did })).await, 401, "AuthRequired");
+    assert_error(&admin_post(s, DELETE, Some(ADMIN), json!({ "did": "nope" })).await, 400, "InvalidRequest");
+    assert_error(&admin_post(s, DELETE, Some(ADMIN), json!({})).await, 400, "InvalidRequest");
+    assert_error(&admin_post(s, DELETE, Some(ADMIN), json!({ "did": UNKNOWN_DID })).await, 400, "AccountNotFound");
+    let before = events_of(s, &did).await;
+    assert!(before.len() > 5, "{before:?}");
+    let r = admin_post(s, DELETE, Some(ADMIN), json!({ "did": did })).await;
+    assert_eq!(r.0, 200, "{r:?}");
+    let left = events_of(s, &did).await;
+    assert_eq!(types(&left), ["account.deleted", "account.status"], "only the tombstone: {left:?}");
+    assert!(left[0]["position"].as_i64().unwrap() > before.last().unwrap()["position"].as_i64().unwrap());
+    assert_eq!(left[1]["payload"]["status"], "deleted", "{left:?}");
+    assert!(left[1]["seq"].is_i64(), "{left:?}");
+    assert_error(&login(s, "alice.test", "new password 2").await, 401, "AuthenticationRequired");
+    assert_error(&login(s, &did, "new password 2").await, 401, "AuthenticationRequired");
+    assert_error(&admin_get(s, &info_path, Some(ADMIN)).await, 400, "AccountNotFound");
+    let gone = call(reqwest::Method::GET, &s.xrpc(&format!("com.atproto.repo.listRecords?repo={did}&collection=app.bsky.feed.post")), None, None, None).await;
+    assert!(gone.0 != 200 || gone.1["records"] == json!([]), "the record index is erased: {gone:?}");
+    // Deleting again finishes nothing new but is fine (an interrupted erasure is completed).
+    assert_eq!(admin_post(s, DELETE, Some(ADMIN), json!({ "did": did })).await.0, 200);
+    assert_eq!(events_of(s, &did).await.len(), 2);
+    // The handle is free again; bob is untouched.
+    let again = post(s, "com.atproto.server.createAccount", None, signup("alice.test", "alice@example.com", None)).await;
+    assert_eq!(again.0, 200, "{again:?}");
+    assert_ne!(again.1["did"], did.as_str());
+    assert_eq!(login(s, "bob.test", PASSWORD).await.0, 200);
+    // The read models match a rebuild without replaying first.
+    verify_clean(dir.path(), &env);
 
     // --- replay, verify -------------------------------------------------------------------------------
     drop(server);
