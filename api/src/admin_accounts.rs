@@ -1,5 +1,5 @@
 //! Admin account XRPC (HTTP Basic `admin:<PDS_ADMIN_PASSWORD>`): `com.atproto.admin.{getAccountInfo,
-//! getAccountInfos, getSubjectStatus, updateSubjectStatus, updateAccountPassword, deleteAccount}`. Subjects are
+//! getAccountInfos, getSubjectStatus, updateSubjectStatus, updateAccountPassword, updateAccountHandle, deleteAccount}`. Subjects are
 //! `com.atproto.admin.defs#repoRef` (`{did}`); a takedown emits `#account`. Parses, calls
 //! `commands`, renders; never answers 500 for bad input.
 
@@ -32,6 +32,7 @@ pub fn routes() -> Router<AppState> {
         .route("/xrpc/com.atproto.admin.updateSubjectStatus", post(update_subject_status))
         .route("/xrpc/com.atproto.admin.updateAccountPassword", post(update_account_password))
         .route("/xrpc/com.atproto.admin.deleteAccount", post(delete_account))
+        .route("/xrpc/com.atproto.admin.updateAccountHandle", post(update_account_handle))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
 }
 
@@ -251,6 +252,31 @@ async fn delete_account(State(state): State<AppState>, headers: HeaderMap, bytes
     }
     let ctx = ctx(&state)?;
     commands::admin_delete_account(&ctx, &b.did).await.map_err(|e| match e {
+        commands::CommandError::AccountNotFound => not_found(),
+        e => command_error(e),
+    })?;
+    Ok(StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+struct UpdateHandleBody {
+    did: String,
+    handle: String,
+}
+
+/// The DID document first (PLC), then `#identity{handle}`.
+async fn update_account_handle(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<StatusCode, XrpcError> {
+    require_admin(&state, &headers)?;
+    let b: UpdateHandleBody = body(&bytes)?;
+    if !domain::syntax::is_valid_did(&b.did) {
+        return Err(XrpcError::invalid_request("did must be a valid did"));
+    }
+    let ctx = ctx(&state)?;
+    commands::admin_update_account_handle(&ctx, &b.did, &b.handle).await.map_err(|e| match e {
         commands::CommandError::AccountNotFound => not_found(),
         e => command_error(e),
     })?;

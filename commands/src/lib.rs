@@ -8,6 +8,7 @@
 pub mod activate_account;
 pub mod admin_account_info;
 pub mod admin_delete_account;
+pub mod admin_update_account_handle;
 pub mod admin_update_account_password;
 pub mod admin_update_subject_status;
 pub mod check_account_status;
@@ -37,6 +38,7 @@ pub use create_account::{create_account, CreateAccountInput};
 pub use activate_account::activate_account;
 pub use admin_account_info::{admin_account_info, AdminAccountInfo};
 pub use admin_delete_account::admin_delete_account;
+pub use admin_update_account_handle::admin_update_account_handle;
 pub use admin_update_account_password::admin_update_account_password;
 pub use admin_update_subject_status::admin_update_takedown;
 pub use check_account_status::{check_account_status, AccountStatusView};

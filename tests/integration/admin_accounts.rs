@@ -147,6 +147,28 @@ async fn admin_flow(pg: Option<&PgDatabase>) {
     let refreshed = post(s, "com.atproto.server.refreshSession", Some(&refresh), json!({})).await;
     assert_eq!(refreshed.0, 400, "sessions end with a new password: {refreshed:?}");
 
+    // --- updateAccountHandle ---------------------------------------------------------------------------
+    let h = "com.atproto.admin.updateAccountHandle";
+    assert_error(&admin_post(s, h, None, json!({ "did": bob_did, "handle": "robert.test" })).await, 401, "AuthRequired");
+    assert_error(&admin_post(s, h, Some(ADMIN), json!({ "did": bob_did })).await, 400, "InvalidRequest");
+    assert_error(&admin_post(s, h, Some(ADMIN), json!({ "did": bob_did, "handle": "bad handle" })).await, 400, "InvalidHandle");
+    assert_error(&admin_post(s, h, Some(ADMIN), json!({ "did": bob_did, "handle": "ALICE.test" })).await, 400, "HandleNotAvailable");
+    assert_error(&admin_post(s, h, Some(ADMIN), json!({ "did": UNKNOWN_DID, "handle": "someone.test" })).await, 400, "AccountNotFound");
+    let before = events_of(s, &bob_did).await.len();
+    let r = admin_post(s, h, Some(ADMIN), json!({ "did": bob_did, "handle": "Robert.test" })).await;
+    assert_eq!(r.0, 200, "{r:?}");
+    let after = events_of(s, &bob_did).await;
+    let new = &after[before..];
+    assert_eq!(types(new), ["account.handle_updated", "account.identity"], "{new:?}");
+    assert_eq!(new[1]["payload"]["handle"], "robert.test", "{new:?}");
+    assert!(new[1]["seq"].is_i64(), "{new:?}");
+    let doc: Value = reqwest::get(plc.at(&bob_did)).await.unwrap().json().await.unwrap();
+    assert_eq!(doc["alsoKnownAs"], json!(["at://robert.test"]), "the directory has the new handle: {doc}");
+    assert_eq!(login(s, "robert.test", PASSWORD).await.0, 200);
+    assert_error(&login(s, "bob.test", PASSWORD).await, 401, "AuthenticationRequired");
+    let info = admin_get(s, &format!("{INFO}?did={bob_did}"), Some(ADMIN)).await;
+    assert_eq!(info.1["handle"], "robert.test", "{info:?}");
+
     // --- deleteAccount (erasure) -----------------------------------------------------------------------
     let token = login(s, "alice.test", "new password 2").await.1["accessJwt"].as_str().unwrap().to_owned();
     let rec = post(
@@ -182,7 +204,7 @@ async fn admin_flow(pg: Option<&PgDatabase>) {
     let again = post(s, "com.atproto.server.createAccount", None, signup("alice.test", "alice@example.com", None)).await;
     assert_eq!(again.0, 200, "{again:?}");
     assert_ne!(again.1["did"], did.as_str());
-    assert_eq!(login(s, "bob.test", PASSWORD).await.0, 200);
+    assert_eq!(login(s, "robert.test", PASSWORD).await.0, 200);
     // The read models match a rebuild without replaying first.
     verify_clean(dir.path(), &env);
 
