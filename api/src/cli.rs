@@ -44,6 +44,17 @@ enum Command {
     /// Operator views of the event log.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Account and invite administration of a RUNNING server over HTTP (the `pdsadmin` jobs).
+    Admin {
+        /// The server (default: http://localhost:<PDS_PORT>).
+        #[arg(long, global = true)]
+        url: Option<String>,
+        /// JSON output instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: crate::admin_cli::AdminCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -146,6 +157,7 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
                 }
             }
         }
+        Command::Admin { url, json, command } => crate::admin_cli::run(command, url, json, out, err),
         Command::Car(cmd) => {
             let (name, result) = match &cmd {
                 CarCommand::Inspect { file } => ("inspect", car_tools::inspect(file)),

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admin_accounts;
+pub mod admin_cli;
 pub mod auth;
 pub mod car_tools;
 pub mod cli;

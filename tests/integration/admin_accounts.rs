@@ -224,3 +224,109 @@ async fn admin_accounts_postgres() {
     admin_flow(Some(&db)).await;
     db.drop_now().await;
 }
+
+/// `pds admin …` against the running server: exit code, stdout, stderr.
+fn admin_cli(server: &crate::harness::Server, dir: &std::path::Path, password: &str, args: &[&str]) -> (i32, String, String) {
+    let data_dir = dir.join("cli-data").display().to_string();
+    let mut full = vec!["admin", "--url", server.url.as_str()];
+    full.extend_from_slice(args);
+    let out = pds_env(&full, &[("PDS_ADMIN_PASSWORD", password), ("PDS_DATA_DIRECTORY", data_dir.as_str())]);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn admin_cli_flow(pg: Option<&PgDatabase>) {
+    let plc = PlcServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, env) = start(dir.path(), &plc, pg, "true").await;
+    let s = &server;
+    let d = dir.path();
+
+    // create (an invite code is made for it, as pdsadmin does), JSON output
+    let (code, out, err) = admin_cli(s, d, ADMIN, &["--json", "account", "create", "carol@example.com", "carol.test"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    let did = created["did"].as_str().unwrap().to_owned();
+    let password = created["password"].as_str().unwrap().to_owned();
+    assert_eq!(created["handle"], "carol.test");
+    assert_eq!(login(s, "carol.test", &password).await.0, 200);
+    let (code, out, _) = admin_cli(s, d, ADMIN, &["account", "create", "dave@example.com", "dave.test", "--password", PASSWORD]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("dave.test") && out.contains("did:plc:"), "{out}");
+
+    // list (table and JSON), info
+    let (code, out, err) = admin_cli(s, d, ADMIN, &["account", "list"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("Handle"), "{out}");
+    assert!(out.contains("carol.test") && out.contains("dave.test") && out.contains(&did), "{out}");
+    let (_, out, _) = admin_cli(s, d, ADMIN, &["--json", "account", "list"]);
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list["accounts"].as_array().unwrap().len(), 2, "{list}");
+    let (code, out, _) = admin_cli(s, d, ADMIN, &["account", "info", &did]);
+    assert_eq!(code, 0);
+    assert!(out.contains("carol@example.com"), "{out}");
+
+    // takedown / untakedown
+    let (code, out, err) = admin_cli(s, d, ADMIN, &["account", "takedown", &did, "--ref", "case-7"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_error(&login(s, "carol.test", &password).await, 401, "AccountTakedown");
+    let (_, out, _) = admin_cli(s, d, ADMIN, &["account", "list"]);
+    assert!(out.lines().any(|l| l.contains("carol.test") && l.contains("takendown")), "{out}");
+    assert_eq!(admin_cli(s, d, ADMIN, &["account", "untakedown", &did]).0, 0);
+    assert_eq!(login(s, "carol.test", &password).await.0, 200);
+
+    // reset-password
+    let (code, out, _) = admin_cli(s, d, ADMIN, &["--json", "account", "reset-password", &did]);
+    assert_eq!(code, 0, "{out}");
+    let new_password = serde_json::from_str::<Value>(&out).unwrap()["password"].as_str().unwrap().to_owned();
+    assert_error(&login(s, "carol.test", &password).await, 401, "AuthenticationRequired");
+    assert_eq!(login(s, "carol.test", &new_password).await.0, 200);
+
+    // invite create
+    let (code, out, _) = admin_cli(s, d, ADMIN, &["invite", "create", "--uses", "2"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.trim().starts_with("localhost-"), "{out}");
+
+    // errors: wrong password, unknown account, bad DID, no server — non-zero with the error name
+    let (code, _, err) = admin_cli(s, d, "wrong", &["account", "list"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("AuthRequired"), "{err}");
+    let (code, _, err) = admin_cli(s, d, ADMIN, &["account", "info", UNKNOWN_DID]);
+    assert_eq!(code, 1);
+    assert!(err.contains("AccountNotFound"), "{err}");
+    let (code, _, err) = admin_cli(s, d, ADMIN, &["account", "takedown", "not-a-did"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("InvalidRequest"), "{err}");
+    let data_dir = d.join("cli-data").display().to_string();
+    let out = pds_env(
+        &["admin", "--url", "http://127.0.0.1:1", "account", "list"],
+        &[("PDS_ADMIN_PASSWORD", ADMIN), ("PDS_DATA_DIRECTORY", data_dir.as_str())],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Connection"), "{out:?}");
+
+    // delete
+    let (code, out, err) = admin_cli(s, d, ADMIN, &["account", "delete", &did]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_error(&login(s, "carol.test", &new_password).await, 401, "AuthenticationRequired");
+    let (_, out, _) = admin_cli(s, d, ADMIN, &["account", "list"]);
+    assert!(!out.contains("carol.test") && out.contains("dave.test"), "{out}");
+
+    drop(server);
+    replay_and_verify(dir.path(), &env);
+}
+
+#[tokio::test]
+async fn admin_cli_sqlite() {
+    admin_cli_flow(None).await;
+}
+
+#[tokio::test]
+async fn admin_cli_postgres() {
+    let db = PgDatabase::create().await;
+    admin_cli_flow(Some(&db)).await;
+    db.drop_now().await;
+}
