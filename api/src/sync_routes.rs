@@ -1,0 +1,380 @@
+//! `com.atproto.sync.{getLatestCommit, getRepo, getRecord, getBlocks, listRepos, getRepoStatus}`
+//! (public, as the reference), over the `accounts` / `repo_roots` / `repo_blocks` read models
+//! (`projections::sync_reads`). Availability as the reference's `assertRepoAvailability`:
+//! unknown → `RepoNotFound`, taken down → `RepoTakendown`, deactivated → `RepoDeactivated`.
+//!
+//! `getRepo` streams its CAR: the header and commit block first, then the rest of the repo's blocks
+//! (MST nodes and records) in pages of 500 read as the body is sent, so memory stays constant.
+//! `since` is accepted (validated as a TID) but the read model does not record which rev stored a
+//! block, so the full repo is always returned (a valid superset).
+//! `getRecord` loads the repo's blocks to walk the tree (O(repo size); a lazy node loader is the
+//! upgrade) and returns the commit, the covering proof of the key (every node on its path, which
+//! proves presence or absence) and the record block when present.
+
+use std::collections::HashMap;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::stream;
+use serde_json::{json, Map, Value};
+
+use domain::car;
+use domain::cbor::Cid;
+use domain::mst::Mst;
+use projections::sync_reads::{self, RepoHead};
+
+use crate::server::AppState;
+use crate::xrpc::XrpcError;
+
+const CAR_MIME: &str = "application/vnd.ipld.car";
+const PAGE: i64 = 500;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/xrpc/com.atproto.sync.getLatestCommit",
+            get(get_latest_commit),
+        )
+        .route("/xrpc/com.atproto.sync.getRepo", get(get_repo))
+        .route("/xrpc/com.atproto.sync.getRecord", get(get_record))
+        .route("/xrpc/com.atproto.sync.getBlocks", get(get_blocks))
+        .route("/xrpc/com.atproto.sync.listRepos", get(list_repos))
+        .route("/xrpc/com.atproto.sync.getRepoStatus", get(get_repo_status))
+}
+
+fn bad(m: impl Into<String>) -> XrpcError {
+    XrpcError::invalid_request(m)
+}
+
+fn internal(e: &dyn std::fmt::Display) -> XrpcError {
+    XrpcError::internal(e)
+}
+
+type Params = Vec<(String, String)>;
+
+fn params(q: Result<Query<Params>, QueryRejection>) -> Result<Params, XrpcError> {
+    q.map(|Query(v)| v)
+        .map_err(|e| bad(format!("invalid query string: {e}")))
+}
+
+fn single<'a>(p: &'a Params, name: &str) -> Result<Option<&'a str>, XrpcError> {
+    let mut it = p.iter().filter(|(k, _)| k == name);
+    let first = it.next().map(|(_, v)| v.as_str());
+    if it.next().is_some() {
+        return Err(bad(format!("Error: {name} must be a single value")));
+    }
+    Ok(first)
+}
+
+fn required<'a>(p: &'a Params, name: &str) -> Result<&'a str, XrpcError> {
+    single(p, name)?.ok_or_else(|| bad(format!("Error: Params must have the property \"{name}\"")))
+}
+
+fn did_param(p: &Params) -> Result<String, XrpcError> {
+    let did = required(p, "did")?;
+    if !domain::syntax::is_valid_did(did) {
+        return Err(bad("Error: did must be a valid did"));
+    }
+    Ok(did.to_owned())
+}
+
+fn repo_not_found(did: &str) -> XrpcError {
+    XrpcError::new(
+        StatusCode::BAD_REQUEST,
+        "RepoNotFound",
+        format!("Could not find repo for DID: {did}"),
+    )
+}
+
+async fn head(state: &AppState, did: &str) -> Result<RepoHead, XrpcError> {
+    sync_reads::repo_head(&state.log, did)
+        .await
+        .map_err(|e| internal(&e))?
+        .ok_or_else(|| repo_not_found(did))
+}
+
+/// The head of an available repo (the reference's `assertRepoAvailability`).
+async fn available(state: &AppState, did: &str) -> Result<RepoHead, XrpcError> {
+    let h = head(state, did).await?;
+    if h.taken_down {
+        return Err(XrpcError::new(
+            StatusCode::BAD_REQUEST,
+            "RepoTakendown",
+            format!("Repo has been takendown: {did}"),
+        ));
+    }
+    if h.deactivated {
+        return Err(XrpcError::new(
+            StatusCode::BAD_REQUEST,
+            "RepoDeactivated",
+            format!("Repo has been deactivated: {did}"),
+        ));
+    }
+    Ok(h)
+}
+
+fn status(h: &RepoHead) -> Option<&'static str> {
+    if h.taken_down {
+        Some("takendown")
+    } else if h.deactivated {
+        Some("deactivated")
+    } else {
+        None
+    }
+}
+
+fn parse_cid(s: &str) -> Result<Cid, XrpcError> {
+    if !domain::syntax::is_valid_cid(s) {
+        return Err(bad(format!("Error: {s} is not a valid cid")));
+    }
+    Cid::try_from(s).map_err(|_| bad(format!("Error: {s} is not a valid cid")))
+}
+
+fn stored_cid(s: &str) -> Result<Cid, XrpcError> {
+    Cid::try_from(s).map_err(|e| internal(&format!("stored CID {s}: {e}")))
+}
+
+fn car_response(body: Body) -> Response {
+    ([(header::CONTENT_TYPE, CAR_MIME)], body).into_response()
+}
+
+async fn get_latest_commit(
+    State(state): State<AppState>,
+    q: Result<Query<Params>, QueryRejection>,
+) -> Result<Json<Value>, XrpcError> {
+    let p = params(q)?;
+    let did = did_param(&p)?;
+    let h = available(&state, &did).await?;
+    Ok(Json(json!({ "cid": h.commit_cid, "rev": h.rev })))
+}
+
+async fn get_repo_status(
+    State(state): State<AppState>,
+    q: Result<Query<Params>, QueryRejection>,
+) -> Result<Json<Value>, XrpcError> {
+    let p = params(q)?;
+    let did = did_param(&p)?;
+    let h = head(&state, &did).await?;
+    let mut out = Map::new();
+    out.insert("did".into(), json!(h.did));
+    out.insert("active".into(), json!(status(&h).is_none()));
+    if let Some(s) = status(&h) {
+        out.insert("status".into(), json!(s));
+    }
+    out.insert("rev".into(), json!(h.rev));
+    Ok(Json(Value::Object(out)))
+}
+
+async fn list_repos(
+    State(state): State<AppState>,
+    q: Result<Query<Params>, QueryRejection>,
+) -> Result<Json<Value>, XrpcError> {
+    let p = params(q)?;
+    let limit = match single(&p, "limit")? {
+        None => PAGE,
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            Ok(_) => return Err(bad("Error: limit must be between 1 and 1000")),
+            Err(_) => return Err(bad("Error: limit must be an integer")),
+        },
+    };
+    let cursor = match single(&p, "cursor")? {
+        None => None,
+        Some(c) => {
+            let parsed = c
+                .split_once("::")
+                .and_then(|(t, d)| Some((t.parse::<i64>().ok()?, d)));
+            match parsed {
+                Some(v) => Some(v),
+                None => return Err(bad("Error: malformed cursor")),
+            }
+        }
+    };
+    let rows = sync_reads::list_repos(&state.log, cursor, limit)
+        .await
+        .map_err(|e| internal(&e))?;
+    let repos: Vec<Value> = rows
+        .iter()
+        .map(|h| {
+            let mut m = Map::new();
+            m.insert("did".into(), json!(h.did));
+            m.insert("head".into(), json!(h.commit_cid));
+            m.insert("rev".into(), json!(h.rev));
+            m.insert("active".into(), json!(status(h).is_none()));
+            if let Some(s) = status(h) {
+                m.insert("status".into(), json!(s));
+            }
+            Value::Object(m)
+        })
+        .collect();
+    let mut out = Map::new();
+    if rows.len() as i64 == limit {
+        if let Some(last) = rows.last() {
+            out.insert(
+                "cursor".into(),
+                json!(format!("{}::{}", last.created_at, last.did)),
+            );
+        }
+    }
+    out.insert("repos".into(), Value::Array(repos));
+    Ok(Json(Value::Object(out)))
+}
+
+/// Where the `getRepo` body stream is.
+enum RepoStream {
+    Start,
+    After(String),
+    Done,
+}
+
+async fn get_repo(
+    State(state): State<AppState>,
+    q: Result<Query<Params>, QueryRejection>,
+) -> Result<Response, XrpcError> {
+    let p = params(q)?;
+    let did = did_param(&p)?;
+    if let Some(since) = single(&p, "since")? {
+        if !domain::syntax::is_valid_tid(since) {
+            return Err(bad("Error: since must be a valid tid"));
+        }
+    }
+    let h = available(&state, &did).await?;
+    let commit = stored_cid(&h.commit_cid)?;
+    let commit_bytes = sync_reads::block(&state.log, &did, &h.commit_cid)
+        .await
+        .map_err(|e| internal(&e))?
+        .ok_or_else(|| internal(&format!("commit block {} of {did} missing", h.commit_cid)))?;
+    let mut first = car::encode_header(&[commit]);
+    first.extend_from_slice(&car::encode_block(&commit, &commit_bytes));
+    let log = state.log.clone();
+    let commit_str = h.commit_cid.clone();
+    let body = stream::unfold(RepoStream::Start, move |st| {
+        let log = log.clone();
+        let did = did.clone();
+        let commit_str = commit_str.clone();
+        let first = first.clone();
+        async move {
+            let after = match st {
+                RepoStream::Done => return None,
+                RepoStream::Start => {
+                    return Some((
+                        Ok::<Bytes, std::io::Error>(Bytes::from(first)),
+                        RepoStream::After(String::new()),
+                    ))
+                }
+                RepoStream::After(a) => a,
+            };
+            let page = match sync_reads::blocks_page(&log, &did, &after, PAGE).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(%e, did, "getRepo: reading blocks");
+                    return Some((Err(std::io::Error::other(e.to_string())), RepoStream::Done));
+                }
+            };
+            let (last, _) = page.last()?;
+            let next = if (page.len() as i64) < PAGE {
+                RepoStream::Done
+            } else {
+                RepoStream::After(last.clone())
+            };
+            let mut chunk = Vec::new();
+            for (cid, bytes) in &page {
+                if *cid == commit_str {
+                    continue;
+                }
+                match Cid::try_from(cid.as_str()) {
+                    Ok(c) => chunk.extend_from_slice(&car::encode_block(&c, bytes)),
+                    Err(e) => {
+                        tracing::error!(%e, did, cid, "getRepo: stored CID");
+                        return Some((Err(std::io::Error::other(e.to_string())), RepoStream::Done));
+                    }
+                }
+            }
+            Some((Ok(Bytes::from(chunk)), next))
+        }
+    });
+    Ok(car_response(Body::from_stream(body)))
+}
+
+async fn get_blocks(
+    State(state): State<AppState>,
+    q: Result<Query<Params>, QueryRejection>,
+) -> Result<Response, XrpcError> {
+    let p = params(q)?;
+    let did = did_param(&p)?;
+    let cids: Vec<Cid> = p
+        .iter()
+        .filter(|(k, _)| k == "cids" || k == "cids[]")
+        .map(|(_, v)| parse_cid(v))
+        .collect::<Result<_, _>>()?;
+    available(&state, &did).await?;
+    let mut blocks = Vec::with_capacity(cids.len());
+    let mut missing = Vec::new();
+    for c in cids {
+        match sync_reads::block(&state.log, &did, &c.to_string())
+            .await
+            .map_err(|e| internal(&e))?
+        {
+            Some(b) => blocks.push((c, b)),
+            None => missing.push(c.to_string()),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(XrpcError::new(
+            StatusCode::BAD_REQUEST,
+            "BlockNotFound",
+            format!("Could not find cids: {}", missing.join(", ")),
+        ));
+    }
+    Ok(car_response(Body::from(car::write_car(&[], blocks))))
+}
+
+async fn get_record(
+    State(state): State<AppState>,
+    q: Result<Query<Params>, QueryRejection>,
+) -> Result<Response, XrpcError> {
+    let p = params(q)?;
+    let did = did_param(&p)?;
+    let collection = required(&p, "collection")?;
+    let rkey = required(&p, "rkey")?;
+    if !domain::syntax::is_valid_nsid(collection) {
+        return Err(bad("Error: collection must be a valid nsid"));
+    }
+    if !domain::syntax::is_valid_record_key(rkey) {
+        return Err(bad("Error: rkey must be a valid record key"));
+    }
+    let h = available(&state, &did).await?;
+    let commit = stored_cid(&h.commit_cid)?;
+    let data = stored_cid(&h.data_cid)?;
+    let rows = projections::records::repo_blocks(&state.log, &did)
+        .await
+        .map_err(|e| internal(&e))?;
+    let mut src: HashMap<Cid, Vec<u8>> = HashMap::with_capacity(rows.len());
+    for (c, b) in rows {
+        src.insert(stored_cid(&c)?, b);
+    }
+    let key = format!("{collection}/{rkey}");
+    let tree = Mst::load(&src, data).map_err(|e| internal(&e))?;
+    let proof = tree.covering_proof(&src, &key).map_err(|e| internal(&e))?;
+    let record = tree.get(&src, &key).map_err(|e| internal(&e))?;
+    let mut blocks: Vec<(Cid, Vec<u8>)> = Vec::with_capacity(proof.len() + 2);
+    let commit_bytes = src
+        .get(&commit)
+        .cloned()
+        .ok_or_else(|| internal(&format!("commit block {commit} of {did} missing")))?;
+    blocks.push((commit, commit_bytes));
+    blocks.extend(proof.0);
+    if let Some(rc) = record {
+        let rb = src
+            .get(&rc)
+            .cloned()
+            .ok_or_else(|| internal(&format!("record block {rc} of {did} missing")))?;
+        blocks.push((rc, rb));
+    }
+    Ok(car_response(Body::from(car::write_car(&[commit], blocks))))
+}
