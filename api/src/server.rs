@@ -31,11 +31,7 @@ pub struct AppState {
 pub fn router(config: Config, log: EventLog) -> Router {
     let appender = projections::Appender::new(log.clone());
     let firehose = crate::firehose::Settings::from_config(&config);
-    let state = AppState {
-        config: Arc::new(config),
-        log,
-        appender,
-    };
+    let state = AppState { config: Arc::new(config), log, appender };
     Router::new()
         .merge(crate::admin::routes())
         .merge(crate::admin_accounts::routes())
@@ -49,10 +45,7 @@ pub fn router(config: Config, log: EventLog) -> Router {
         .route("/", get(banner))
         .route("/robots.txt", get(robots))
         .route("/xrpc/_health", get(health))
-        .route(
-            "/xrpc/com.atproto.server.describeServer",
-            get(describe_server),
-        )
+        .route("/xrpc/com.atproto.server.describeServer", get(describe_server))
         .route("/xrpc/{nsid}", axum::routing::any(unknown_method))
         .fallback(not_found)
         .with_state(state)
@@ -77,10 +70,7 @@ async fn health(State(state): State<AppState>) -> Response {
                 _ => format!("no answer within {HEALTH_TIMEOUT:?}"),
             };
             tracing::error!(%cause, "health check: database unavailable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "version": VERSION, "error": "Service Unavailable" })),
-            )
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "version": VERSION, "error": "Service Unavailable" })))
                 .into_response()
         }
     }
@@ -112,15 +102,10 @@ async fn describe_server(State(state): State<AppState>) -> Json<serde_json::Valu
 async fn unknown_method(method: Method, req: Request) -> Response {
     let nsid = req.uri().path().trim_start_matches("/xrpc/");
     if !domain::syntax::is_valid_nsid(nsid) {
-        return XrpcError::invalid_request(format!("invalid xrpc path: {nsid} is not an NSID"))
-            .into_response();
+        return XrpcError::invalid_request(format!("invalid xrpc path: {nsid} is not an NSID")).into_response();
     }
     if method != Method::GET && method != Method::POST && method != Method::HEAD {
-        return (
-            StatusCode::METHOD_NOT_ALLOWED,
-            [(header::ALLOW, "GET, POST")],
-        )
-            .into_response();
+        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, POST")]).into_response();
     }
     XrpcError::method_not_implemented().into_response()
 }
@@ -131,9 +116,9 @@ async fn not_found() -> XrpcError {
 
 /// Opens the event log named by the configuration (applying migrations).
 pub async fn open_log(config: &Config) -> anyhow::Result<EventLog> {
-    let log = EventLog::open(&config.database_url).await.map_err(|e| {
-        anyhow::anyhow!("opening the database {}: {e}", redact(&config.database_url))
-    })?;
+    let log = EventLog::open(&config.database_url)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the database {}: {e}", redact(&config.database_url)))?;
     Ok(log)
 }
 
@@ -167,9 +152,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.data_directory.display(),
         config.secrets.file.display()
     );
-    axum::serve(listener, router(config, log))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(listener, router(config, log)).with_graceful_shutdown(shutdown_signal()).await?;
     for r in runners {
         r.abort();
     }

@@ -20,18 +20,11 @@ pub mod stream_index;
 pub mod sync_reads;
 pub mod verify;
 
-pub use projector::{Appender, ApplyFn, Kind, ProjectionError, Projector, Table};
+pub use projector::{ApplyFn, Appender, Kind, ProjectionError, Projector, Table};
 
 /// Every production projector, inline ones first.
 pub fn all() -> Vec<Projector> {
-    vec![
-        stream_index::PROJECTOR,
-        accounts::PROJECTOR,
-        invites::PROJECTOR,
-        repo_blocks::PROJECTOR,
-        records::PROJECTOR,
-        event_stats::PROJECTOR,
-    ]
+    vec![stream_index::PROJECTOR, accounts::PROJECTOR, invites::PROJECTOR, repo_blocks::PROJECTOR, records::PROJECTOR, event_stats::PROJECTOR]
 }
 
 /// The production projector called `name`.
@@ -43,11 +36,9 @@ pub fn by_name(name: &str) -> Option<Projector> {
 pub fn select(name: Option<&str>) -> Result<Vec<Projector>, ProjectionError> {
     match name {
         None => Ok(all()),
-        Some(n) => by_name(n)
-            .map(|p| vec![p])
-            .ok_or_else(|| ProjectionError::UnknownProjection {
-                name: n.to_owned(),
-                known: all().iter().map(|p| p.name).collect::<Vec<_>>().join(", "),
-            }),
+        Some(n) => by_name(n).map(|p| vec![p]).ok_or_else(|| ProjectionError::UnknownProjection {
+            name: n.to_owned(),
+            known: all().iter().map(|p| p.name).collect::<Vec<_>>().join(", "),
+        }),
     }
 }
