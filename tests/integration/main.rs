@@ -15,3 +15,4 @@ mod app_passwords;
 mod account_status;
 mod records;
 mod admin_accounts;
+mod sync;
