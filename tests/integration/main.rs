@@ -16,3 +16,4 @@ mod account_status;
 mod records;
 mod admin_accounts;
 mod sync;
+mod sync_interop;
