@@ -63,9 +63,7 @@ fn info_json(a: &AdminAccountInfo) -> Value {
 fn did_param(q: Result<Query<HashMap<String, String>>, QueryRejection>) -> Result<String, XrpcError> {
     let Query(p) = q.map_err(|e| XrpcError::invalid_request(format!("invalid query string: {e}")))?;
     let did = p.get("did").ok_or_else(|| XrpcError::invalid_request("Error: Params must have the property \"did\""))?;
-    if !domain::syntax::is_valid_did(did) {
-        return Err(XrpcError::invalid_request("did must be a valid did"));
-    }
+    check_did(did)?;
     Ok(did.clone())
 }
 
@@ -198,10 +196,7 @@ async fn update_subject_status(
     if let Some(t) = &b.takedown {
         commands::admin_update_takedown(&ctx, did, t.applied, t.reference.clone())
             .await
-            .map_err(|e| match e {
-                commands::CommandError::AccountNotFound => not_found(),
-                e => command_error(e),
-            })?;
+            .map_err(admin_error)?;
     }
     let mut out = json!({ "subject": b.subject });
     if let Some(t) = &b.takedown {
@@ -227,14 +222,9 @@ async fn update_account_password(
 ) -> Result<StatusCode, XrpcError> {
     require_admin(&state, &headers)?;
     let b: UpdatePasswordBody = body(&bytes)?;
-    if !domain::syntax::is_valid_did(&b.did) {
-        return Err(XrpcError::invalid_request("did must be a valid did"));
-    }
+    check_did(&b.did)?;
     let ctx = ctx(&state)?;
-    commands::admin_update_account_password(&ctx, &b.did, b.password).await.map_err(|e| match e {
-        commands::CommandError::AccountNotFound => not_found(),
-        e => command_error(e),
-    })?;
+    commands::admin_update_account_password(&ctx, &b.did, b.password).await.map_err(admin_error)?;
     Ok(StatusCode::OK)
 }
 
@@ -247,14 +237,9 @@ struct DeleteAccountBody {
 async fn delete_account(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) -> Result<StatusCode, XrpcError> {
     require_admin(&state, &headers)?;
     let b: DeleteAccountBody = body(&bytes)?;
-    if !domain::syntax::is_valid_did(&b.did) {
-        return Err(XrpcError::invalid_request("did must be a valid did"));
-    }
+    check_did(&b.did)?;
     let ctx = ctx(&state)?;
-    commands::admin_delete_account(&ctx, &b.did).await.map_err(|e| match e {
-        commands::CommandError::AccountNotFound => not_found(),
-        e => command_error(e),
-    })?;
+    commands::admin_delete_account(&ctx, &b.did).await.map_err(admin_error)?;
     Ok(StatusCode::OK)
 }
 
@@ -272,13 +257,24 @@ async fn update_account_handle(
 ) -> Result<StatusCode, XrpcError> {
     require_admin(&state, &headers)?;
     let b: UpdateHandleBody = body(&bytes)?;
-    if !domain::syntax::is_valid_did(&b.did) {
-        return Err(XrpcError::invalid_request("did must be a valid did"));
-    }
+    check_did(&b.did)?;
     let ctx = ctx(&state)?;
-    commands::admin_update_account_handle(&ctx, &b.did, &b.handle).await.map_err(|e| match e {
+    commands::admin_update_account_handle(&ctx, &b.did, &b.handle).await.map_err(admin_error)?;
+    Ok(StatusCode::OK)
+}
+
+/// The admin endpoints' error mapping: an unknown account is the reference's `AccountNotFound`.
+fn admin_error(e: commands::CommandError) -> XrpcError {
+    match e {
         commands::CommandError::AccountNotFound => not_found(),
         e => command_error(e),
-    })?;
-    Ok(StatusCode::OK)
+    }
+}
+
+fn check_did(did: &str) -> Result<(), XrpcError> {
+    if domain::syntax::is_valid_did(did) {
+        Ok(())
+    } else {
+        Err(XrpcError::invalid_request("did must be a valid did"))
+    }
 }
