@@ -131,10 +131,20 @@ impl Config {
         }
         let data_directory =
             PathBuf::from(env.get("PDS_DATA_DIRECTORY").unwrap_or_else(|| "./pds-data".to_string()));
+        let existed = data_directory.exists();
         std::fs::create_dir_all(&data_directory).map_err(|source| ConfigError::DataDir {
             path: data_directory.display().to_string(),
             source,
         })?;
+        // The database holds password hashes and encrypted keys: a directory we create is ours
+        // alone. An operator's existing directory keeps the permissions they chose.
+        #[cfg(unix)]
+        if !existed {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&data_directory, std::fs::Permissions::from_mode(0o700)).map_err(|source| {
+                ConfigError::DataDir { path: data_directory.display().to_string(), source }
+            })?;
+        }
         let database_url = env.get("PDS_DATABASE_URL").unwrap_or_else(|| {
             format!("sqlite:{}", data_directory.join("pds.sqlite").display())
         });

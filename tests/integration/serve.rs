@@ -49,6 +49,8 @@ async fn secrets_are_generated_once_with_private_permissions() {
         {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+            let dir = std::fs::metadata(&server.data_dir).unwrap();
+            assert_eq!(dir.permissions().mode() & 0o777, 0o700, "a created data directory is private");
         }
         let text = std::fs::read_to_string(&path).unwrap();
         for name in ["PDS_JWT_SECRET=", "PDS_ADMIN_PASSWORD=", "PDS_PLC_ROTATION_KEY_K256_PRIVATE_KEY_HEX=", "PDS_DPOP_SECRET="] {
