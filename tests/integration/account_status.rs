@@ -15,16 +15,7 @@ const ACTIVATE: &str = "com.atproto.server.activateAccount";
 const DEACTIVATE: &str = "com.atproto.server.deactivateAccount";
 
 async fn events_of(s: &Server, did: &str) -> Vec<Value> {
-    let events: Value = reqwest::Client::new()
-        .get(s.xrpc("org.eventpds.admin.listEvents?limit=1000"))
-        .basic_auth("admin", Some(ADMIN))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    events["events"].as_array().unwrap().iter().filter(|e| e["stream"].as_str().unwrap().ends_with(did)).cloned().collect()
+    s.events_of(ADMIN, did).await
 }
 
 fn types(events: &[Value]) -> Vec<&str> {

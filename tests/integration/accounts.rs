@@ -243,21 +243,7 @@ async fn accounts_flow(pg: Option<&PgDatabase>) {
     assert_eq!(wk.status().as_u16(), 404);
 
     // --- the creation's events: #identity, #account, #commit, #sync, in seq order -------------------------
-    let events: Value = reqwest::Client::new()
-        .get(s.xrpc("org.eventpds.admin.listEvents?limit=1000"))
-        .basic_auth("admin", Some(ADMIN))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mine: Vec<&Value> = events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["stream"].as_str().unwrap().ends_with(&did))
-        .collect();
+    let mine = s.events_of(ADMIN, &did).await;
     let types: Vec<&str> = mine.iter().take(6).map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(
         types,
@@ -271,7 +257,8 @@ async fn accounts_flow(pg: Option<&PgDatabase>) {
     assert_eq!(public.iter().map(|p| p.0).collect::<Vec<_>>(), ["account.identity", "account.status", "repo.committed", "repo.synced"]);
     assert!(public.windows(2).all(|w| w[1].1 == w[0].1 + 1), "contiguous seqs: {public:?}");
     assert!(mine.iter().take(6).all(|e| e["position"].as_i64().unwrap() == mine[0]["position"].as_i64().unwrap() + mine.iter().position(|x| x == e).unwrap() as i64), "one append");
-    assert!(!events.to_string().contains(PASSWORD), "no password in the log");
+    let all = Value::from(s.events_of(ADMIN, "").await);
+    assert!(!all.to_string().contains(PASSWORD), "no password in the log");
 
     // --- replay, verify, log in again ----------------------------------------------------------------
     drop(server);
@@ -329,7 +316,7 @@ async fn plc_failure_appends_nothing() {
     assert_error(&get(&server, "com.atproto.identity.resolveHandle?handle=carol.test", None).await, 400, "HandleNotFound");
 }
 
-/// With `PDS_INVITE_REQUIRED` (the default) and no invite-code system yet, every code is refused.
+/// With `PDS_INVITE_REQUIRED` (the default), a signup without a code or with an unknown code is refused.
 #[tokio::test]
 async fn invite_required_refuses_every_code() {
     let server = Server::start(&[]).await;

@@ -27,9 +27,7 @@ async fn admin_post(s: &crate::harness::Server, nsid: &str, password: Option<&st
 }
 
 async fn events_of(s: &crate::harness::Server, did: &str) -> Vec<Value> {
-    let (status, events) = admin_get(s, "org.eventpds.admin.listEvents?limit=1000", Some(ADMIN)).await;
-    assert_eq!(status, 200);
-    events["events"].as_array().unwrap().iter().filter(|e| e["stream"].as_str().unwrap().ends_with(did)).cloned().collect()
+    s.events_of(ADMIN, did).await
 }
 
 fn types(events: &[Value]) -> Vec<&str> {

@@ -157,3 +157,24 @@ impl Drop for PgDatabase {
         .join();
     }
 }
+
+impl Server {
+    /// Every event of `did`'s streams, from the admin `listEvents` endpoint (first 1,000 of the log).
+    pub async fn events_of(&self, admin_password: &str, did: &str) -> Vec<serde_json::Value> {
+        let r = reqwest::Client::new()
+            .get(self.xrpc("org.eventpds.admin.listEvents?limit=1000"))
+            .basic_auth("admin", Some(admin_password))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "listEvents");
+        let events: serde_json::Value = r.json().await.unwrap();
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["stream"].as_str().unwrap().ends_with(did))
+            .cloned()
+            .collect()
+    }
+}
