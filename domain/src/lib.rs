@@ -5,6 +5,7 @@
 //! isolated in `tid::TidClock` and key generation).
 
 pub mod account;
+pub mod blob;
 pub mod car;
 pub mod cbor;
 pub mod commit;
