@@ -58,6 +58,13 @@ fn migrator() -> Migrator {
             MigrationType::Simple,
             Cow::Borrowed(include_str!("../../migrations/sqlite/0006_records.sql")),
             false,
+        ),
+        Migration::new(
+            7,
+            Cow::Borrowed("blobs"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/sqlite/0007_blobs.sql")),
+            false,
         )]),
         ..Migrator::DEFAULT
     }

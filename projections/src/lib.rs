@@ -7,6 +7,7 @@
 //! row except a projector's `apply`, and nothing but `replay` deletes one.
 
 pub mod accounts;
+pub mod blobs;
 pub mod checkpoints;
 pub mod event_stats;
 pub mod invites;
@@ -24,7 +25,7 @@ pub use projector::{ApplyFn, Appender, Kind, ProjectionError, Projector, Table};
 
 /// Every production projector, inline ones first.
 pub fn all() -> Vec<Projector> {
-    vec![stream_index::PROJECTOR, accounts::PROJECTOR, invites::PROJECTOR, repo_blocks::PROJECTOR, records::PROJECTOR, event_stats::PROJECTOR]
+    vec![stream_index::PROJECTOR, accounts::PROJECTOR, invites::PROJECTOR, repo_blocks::PROJECTOR, records::PROJECTOR, blobs::PROJECTOR, event_stats::PROJECTOR]
 }
 
 /// The production projector called `name`.

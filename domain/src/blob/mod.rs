@@ -10,7 +10,7 @@ pub mod strip;
 use crate::cbor::{Cid, Ipld, RAW};
 use crate::json::{blob_ref_from_ipld, BlobRef};
 
-pub use events::{BlobEvent, BlobEventError};
+pub use events::{BlobEvent, BlobEventError, BLOB_EXPIRED, BLOB_TAKEDOWN_UPDATED, BLOB_UPLOADED};
 
 /// The CID of a blob whose bytes have sha2-256 `digest`.
 pub fn raw_cid(digest: &[u8; 32]) -> Cid {
