@@ -150,6 +150,8 @@ pub async fn apply_writes(
     let key = Keypair::from_private_bytes(KeyType::K256, &private)
         .map_err(|e| CommandError::Internal(format!("signing key: {e}")))?;
 
+    let blob_writes = crate::blob_refs::check_writes(ctx, did, &writes).await?;
+
     let lock = repo_lock(did);
     let _guard = lock.lock().await;
     let stream = format!("repo/{did}");
@@ -214,6 +216,7 @@ pub async fn apply_writes(
         let expected = ExpectedVersion::Exact(version);
         match ctx.appender.append(vec![StreamAppend::new(stream.clone(), expected, new_events)]).await {
             Ok(_) => {
+                blob_writes.after_commit(ctx, did).await;
                 return Ok(AppliedWrites {
                     results: outcome.results,
                     validation,

@@ -13,6 +13,11 @@ pub mod admin_update_account_password;
 pub mod admin_update_subject_status;
 pub mod check_account_status;
 pub mod apply_writes;
+pub mod blob_refs;
+pub mod clean_temp_blobs;
+pub mod get_blob;
+pub mod update_blob_takedown;
+pub mod upload_blob;
 pub mod create_account;
 pub mod create_app_password;
 pub mod create_invite_codes;
@@ -67,6 +72,8 @@ pub struct Ctx {
     pub rotation_key: Keypair,
     /// `PDS_KEY_ENCRYPTION_KEY`.
     pub kek: Zeroizing<[u8; 32]>,
+    /// Where blob bytes live (`upload_blob.rs`, `get_blob.rs`, …); `None` until [`Ctx::with_blobstore`].
+    pub blobstore: Option<std::sync::Arc<dyn blobstore::BlobStore>>,
 }
 
 /// The settings [`Ctx::new`] reads.
@@ -102,7 +109,13 @@ impl Ctx {
             plc_url: s.plc_url.trim_end_matches('/').to_owned(),
             rotation_key,
             kek,
+            blobstore: None,
         })
+    }
+
+    pub fn with_blobstore(mut self, store: std::sync::Arc<dyn blobstore::BlobStore>) -> Ctx {
+        self.blobstore = Some(store);
+        self
     }
 
     pub fn log(&self) -> &EventLog {
@@ -143,6 +156,14 @@ pub enum CommandError {
     RecordNotFound(String),
     #[error("{0}")]
     RepoNotFound(String),
+    #[error("{0}")]
+    BlobNotFound(String),
+    #[error("{0}")]
+    BlobTooLarge(String),
+    #[error("{0}")]
+    InvalidMimeType(String),
+    #[error("{0}")]
+    InvalidBlob(String),
     #[error("PLC directory: {0}")]
     Plc(String),
     #[error("concurrent change to {0}; try again")]
