@@ -58,6 +58,13 @@ fn migrator() -> Migrator {
             MigrationType::Simple,
             Cow::Borrowed(include_str!("../../migrations/sqlite/0006_records.sql")),
             false,
+        ),
+        Migration::new(
+            8,
+            Cow::Borrowed("oauth"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/sqlite/0008_oauth.sql")),
+            false,
         )]),
         ..Migrator::DEFAULT
     }
