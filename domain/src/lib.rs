@@ -16,6 +16,7 @@ pub mod json;
 pub mod key_encryption;
 pub mod lexicon;
 pub mod mst;
+pub mod oauth;
 pub mod password;
 pub mod plc;
 pub mod repo;

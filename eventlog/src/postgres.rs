@@ -65,6 +65,13 @@ fn migrator() -> Migrator {
             MigrationType::Simple,
             Cow::Borrowed(include_str!("../../migrations/postgres/0007_blobs.sql")),
             false,
+        ),
+        Migration::new(
+            8,
+            Cow::Borrowed("oauth"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/postgres/0008_oauth.sql")),
+            false,
         )]),
         ..Migrator::DEFAULT
     }

@@ -11,6 +11,7 @@ pub mod blobs;
 pub mod checkpoints;
 pub mod event_stats;
 pub mod invites;
+pub mod oauth;
 mod projector;
 pub mod records;
 pub mod replay;
@@ -25,7 +26,16 @@ pub use projector::{ApplyFn, Appender, Kind, ProjectionError, Projector, Table};
 
 /// Every production projector, inline ones first.
 pub fn all() -> Vec<Projector> {
-    vec![stream_index::PROJECTOR, accounts::PROJECTOR, invites::PROJECTOR, repo_blocks::PROJECTOR, records::PROJECTOR, blobs::PROJECTOR, event_stats::PROJECTOR]
+    vec![
+        stream_index::PROJECTOR,
+        accounts::PROJECTOR,
+        invites::PROJECTOR,
+        repo_blocks::PROJECTOR,
+        records::PROJECTOR,
+        blobs::PROJECTOR,
+        oauth::PROJECTOR,
+        event_stats::PROJECTOR,
+    ]
 }
 
 /// The production projector called `name`.
