@@ -208,7 +208,7 @@ async fn forward(mut client: TcpStream, upstream: SocketAddr, disabled: &str) {
     let mut out = String::new();
     for line in &lines {
         let is_connection = line.split_once(':').is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case("connection"));
-        if !(is_connection && !upgrade) {
+        if !is_connection || upgrade {
             out.push_str(line);
             out.push_str("\r\n");
         }
