@@ -233,7 +233,8 @@ async fn python_sdk_logs_in_resolves_and_replays_the_firehose() {
             "refresh_session",
             "resume_from_session_string",
             "resolve_did",
-            "firehose"
+            "firehose",
+            "firehose_commit"
         ],
         "{}",
         v.stdout

@@ -8,7 +8,8 @@ and handle as expected), resolve_handle, describe_repo, a refresh of the session
 resuming from the exported session string. With PLC_URL: the DID resolved through that directory
 (handle, this PDS, signing key), and the account's creation events replayed from the firehose with
 `FirehoseSubscribeReposClient` (#identity, #account, #commit, #sync in order; the commit's CAR and
-its signature checked with the key the directory serves).
+its signature checked with the key the directory serves), then a post created through the SDK and
+its #commit received the same way (op, CID, record in the CAR, signature, prevData).
 Exit 0 with a JSON summary on stdout; otherwise exit 1 with the failing step and error on stderr.
 """
 
@@ -161,7 +162,57 @@ def main() -> int:
             check(sync.rev == commit.rev, '#sync.rev', sync.rev)
             return {'seqs': seqs, 'rev': commit.rev, 'ops': len(commit.ops)}
 
-        optional = [('resolve_did', resolve_did), ('firehose', firehose)] if plc_url else []
+        def firehose_commit() -> dict:
+            # A post written through the SDK, then its #commit received by FirehoseSubscribeReposClient:
+            # the op (create, path, CID as the write returned), the record in the CAR, the signature.
+            did = did_box['did']
+            text = f'python judge {time.time_ns()}'
+            created = client.com.atproto.repo.create_record(models.ComAtprotoRepoCreateRecord.Data(
+                repo=did, collection='app.bsky.feed.post',
+                record={'$type': 'app.bsky.feed.post', 'text': text, 'createdAt': client.get_current_time_iso()}))
+            rkey = created.uri.rsplit('/', 1)[-1]
+            found: list = []
+            errors: list = []
+            ws = 'ws://' + service.split('://', 1)[1].rstrip('/') + '/xrpc'
+            client_ws = FirehoseSubscribeReposClient(params={'cursor': 0}, base_uri=ws, recv_timeout=10)
+
+            def on_message(frame) -> None:  # noqa: ANN001
+                if frame.type != '#commit':
+                    return
+                msg = parse_subscribe_repos_message(frame)
+                if msg.repo == did and any(op.path == f'app.bsky.feed.post/{rkey}' for op in msg.ops):
+                    found.append(msg)
+                    client_ws.stop()
+
+            def on_error(err: BaseException) -> None:
+                errors.append(err)
+                client_ws.stop()
+
+            timer = threading.Timer(20, client_ws.stop)
+            timer.start()
+            try:
+                client_ws.start(on_message, on_error)
+            finally:
+                timer.cancel()
+            if errors:
+                raise errors[0]
+            check(len(found) == 1, 'the #commit of the post arrived')
+            commit = found[0]
+            check(str(commit.commit) == created.commit.cid and commit.rev == created.commit.rev,
+                  '#commit is the commit createRecord returned', (str(commit.commit), commit.rev))
+            (op,) = commit.ops
+            check(op.action == 'create' and str(op.cid) == created.cid, '#commit op', (op.action, str(op.cid)))
+            car = CAR.from_bytes(commit.blocks)
+            record = car.blocks.get(op.cid)
+            check(record is not None and record['text'] == text, 'the record is in the #commit CAR', record)
+            block = car.blocks.get(car.root)
+            unsigned = {k: v for k, v in block.items() if k != 'sig'}
+            check(verify_signature(key_box['key'], libipld.encode_dag_cbor(unsigned), block['sig']),
+                  'the commit signature verifies')
+            check(commit.prev_data is not None, '#commit.prevData (sync v1.1)', commit.prev_data)
+            return {'seq': commit.seq, 'rev': commit.rev}
+
+        optional = [('resolve_did', resolve_did), ('firehose', firehose), ('firehose_commit', firehose_commit)] if plc_url else []
         for name, fn in [
             ('describe_server', describe_server),
             ('login', login),
