@@ -624,3 +624,122 @@ async fn oauth_attacks_are_refused_postgres() {
     attacks(Some(&db)).await;
     db.drop_now().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Many nodes: one database, one DPoP secret, one Redis replay store.
+
+/// Starts a node on `pg` (or SQLite in `dir`) whose public URL is `https://pds.example.test` —
+/// the same for every node, as behind a load balancer — with shared secrets.
+async fn node(dir: &std::path::Path, plc: &PlcServer, pg: Option<&PgDatabase>) -> Pds {
+    let mut env: Vec<(&str, String)> = vec![
+        ("PDS_HOSTNAME", "pds.example.test".into()),
+        ("PDS_BIND_ADDRESS", "127.0.0.1".into()),
+        ("PDS_DID_PLC_URL", plc.url.clone()),
+        ("PDS_INVITE_REQUIRED", "false".into()),
+        ("PDS_SERVICE_HANDLE_DOMAINS", ".test".into()),
+        ("PDS_JWT_SECRET", "nodes-jwt-secret".into()),
+        ("PDS_ADMIN_PASSWORD", ADMIN.into()),
+        ("PDS_DPOP_SECRET", "ab".repeat(32)),
+        ("PDS_PLC_ROTATION_KEY_K256_PRIVATE_KEY_HEX", "1c".repeat(32)),
+        ("PDS_KEY_ENCRYPTION_KEY", "2d".repeat(32)),
+        ("PDS_REDIS_SCRATCH_ADDRESS", "127.0.0.1:6379".into()),
+    ];
+    if let Some(db) = pg {
+        env.push(("PDS_DATABASE_URL", db.url.clone()));
+    }
+    let borrowed: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Server::start_in(dir, &borrowed).await;
+    Pds { server, public: "https://pds.example.test".into() }
+}
+
+async fn two_nodes(pg: Option<&PgDatabase>) {
+    let plc = PlcServer::start();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = node(d1.path(), &plc, pg).await;
+    // SQLite is one process's database: there the "second node" is the same server.
+    let b_owned = match pg {
+        Some(_) => Some(node(d2.path(), &plc, pg).await),
+        None => None,
+    };
+    let b = b_owned.as_ref().unwrap_or(&a);
+    let handle = format!("nd{}.test", &domain::oauth::random_id("")[..8]);
+    let did = create_account(&a, &handle).await;
+    let scope = "atproto transition:generic";
+    let client_id = loopback_client(scope);
+
+    // PAR on A, the consent page on B, its form on A, the code redeemed on B.
+    let key = Dpop::new();
+    let mut nonce = None;
+    let r = a.post_dpop("/oauth/par", &key, &mut nonce, encode(&par_params(&client_id, scope))).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let c = consent_page(b, &client_id, r.body["request_uri"].as_str().unwrap()).await;
+    let code = code_of(&approve(&a, &c, &client_id, &handle, &["atproto", "transition:generic"]).await, &a.public);
+    // A nonce from A is accepted by B.
+    let body = form(&[("grant_type", "authorization_code"), ("client_id", &client_id), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)]);
+    let t = b.post_form("/oauth/token", Some(key.proof("POST", &b.htu("/oauth/token"), nonce.as_deref(), None)), body.clone()).await;
+    assert_eq!(t.status, 200, "a nonce A issued must work on B: {}", t.text);
+    let tokens = Tokens {
+        key,
+        nonce: nonce.clone().unwrap(),
+        access: t.body["access_token"].as_str().unwrap().to_owned(),
+        refresh: t.body["refresh_token"].as_str().unwrap().to_owned(),
+        client_id: client_id.clone(),
+    };
+
+    // 50 requests at once, one remembered nonce, alternating nodes, each with its own proof.
+    let path = "/xrpc/com.atproto.server.getSession";
+    let mut calls = Vec::new();
+    for i in 0..50 {
+        let target = if i % 2 == 0 { &a } else { b };
+        let proof = tokens.key.proof("GET", &target.htu(path), Some(&tokens.nonce), Some(&tokens.access));
+        calls.push(target.xrpc("GET", "com.atproto.server.getSession", &tokens.access, proof, None));
+    }
+    let results = futures_util::future::join_all(calls).await;
+    let failures: Vec<String> = results.iter().filter(|r| r.status != 200).map(|r| r.text.clone()).collect();
+    assert!(failures.is_empty(), "{} of 50 failed: {failures:?}", failures.len());
+    assert!(results.iter().all(|r| r.body["did"] == did.as_str()));
+
+    // A proof used on A is a replay on B (the Redis replay store is shared).
+    let proof = tokens.key.proof("GET", &a.htu(path), Some(&tokens.nonce), Some(&tokens.access));
+    assert_eq!(a.xrpc("GET", "com.atproto.server.getSession", &tokens.access, proof.clone(), None).await.status, 200);
+    b.xrpc("GET", "com.atproto.server.getSession", &tokens.access, proof, None).await.assert_xrpc_dpop_error("invalid_dpop_proof", "DPoP proof replayed");
+
+    // One code redeemed on both nodes at once: exactly one wins.
+    let key2 = Dpop::new();
+    let mut n2 = None;
+    let r = a.post_dpop("/oauth/par", &key2, &mut n2, encode(&par_params(&client_id, scope))).await;
+    let c = consent_page(&a, &client_id, r.body["request_uri"].as_str().unwrap()).await;
+    let code = code_of(&approve(&b, &c, &client_id, &handle, &["atproto"]).await, &a.public);
+    let body = form(&[("grant_type", "authorization_code"), ("client_id", &client_id), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)]);
+    let n2 = n2.unwrap();
+    let (ra, rb) = tokio::join!(
+        a.post_form("/oauth/token", Some(key2.proof("POST", &a.htu("/oauth/token"), Some(&n2), None)), body.clone()),
+        b.post_form("/oauth/token", Some(key2.proof("POST", &b.htu("/oauth/token"), Some(&n2), None)), body.clone()),
+    );
+    let mut statuses = [ra.status, rb.status];
+    statuses.sort();
+    assert_eq!(statuses, [200, 400], "A: {} B: {}", ra.text, rb.text);
+    let loser = if ra.status == 400 { &ra } else { &rb };
+    assert_eq!(loser.body["error"], "invalid_grant", "{}", loser.text);
+
+    // Refresh on B, the old refresh token replayed on A: the session is revoked everywhere.
+    let mut nb = Some(tokens.nonce.clone());
+    let refresh = form(&[("grant_type", "refresh_token"), ("client_id", &client_id), ("refresh_token", &tokens.refresh)]);
+    let r = b.post_dpop("/oauth/token", &tokens.key, &mut nb, refresh.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    a.post_dpop("/oauth/token", &tokens.key, &mut nb, refresh).await.assert_oauth_error(400, "invalid_grant", "Refresh token replayed");
+    let fresh = Tokens { access: r.body["access_token"].as_str().unwrap().to_owned(), ..tokens };
+    b.call("GET", "com.atproto.server.getSession", &fresh, None).await.assert_xrpc_dpop_error("invalid_token", "Token has been revoked");
+}
+
+#[tokio::test]
+async fn fifty_parallel_requests_with_one_nonce_sqlite() {
+    two_nodes(None).await;
+}
+
+#[tokio::test]
+async fn two_nodes_share_nonces_codes_and_replays_postgres() {
+    let db = PgDatabase::create().await;
+    two_nodes(Some(&db)).await;
+    db.drop_now().await;
+}
