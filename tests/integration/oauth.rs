@@ -202,6 +202,9 @@ fn par_params(client_id: &str, scope: &str) -> Vec<(String, String)> {
     .collect()
 }
 
+/// PAR parameters as (name, value) pairs.
+type Params = Vec<(String, String)>;
+
 fn encode(params: &[(String, String)]) -> String {
     form(&params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>())
 }
@@ -427,14 +430,14 @@ async fn attacks(pg: Option<&PgDatabase>) {
 
     // --- PAR request rules -----------------------------------------------------------------
     let mut n = Some(nonce.clone());
-    let par = |edit: &dyn Fn(&mut Vec<(String, String)>)| {
+    let par = |edit: &dyn Fn(&mut Params)| {
         let mut params = par_params(&client, generic);
         edit(&mut params);
         encode(&params)
     };
-    let without = |k: &'static str| move |v: &mut Vec<(String, String)>| v.retain(|(x, _)| x != k);
+    let without = |k: &'static str| move |v: &mut Params| v.retain(|(x, _)| x != k);
     let set = |k: &'static str, val: &'static str| {
-        move |v: &mut Vec<(String, String)>| {
+        move |v: &mut Params| {
             v.retain(|(x, _)| x != k);
             v.push((k.to_owned(), val.to_owned()));
         }
@@ -709,7 +712,7 @@ async fn two_nodes(pg: Option<&PgDatabase>) {
     let mut n2 = None;
     let r = a.post_dpop("/oauth/par", &key2, &mut n2, encode(&par_params(&client_id, scope))).await;
     let c = consent_page(&a, &client_id, r.body["request_uri"].as_str().unwrap()).await;
-    let code = code_of(&approve(&b, &c, &client_id, &handle, &["atproto"]).await, &a.public);
+    let code = code_of(&approve(b, &c, &client_id, &handle, &["atproto"]).await, &a.public);
     let body = form(&[("grant_type", "authorization_code"), ("client_id", &client_id), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)]);
     let n2 = n2.unwrap();
     let (ra, rb) = tokio::join!(
