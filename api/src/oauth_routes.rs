@@ -22,7 +22,7 @@ use axum::{Json, Router};
 use commands::oauth_flow::{OAuthCommandError, TokenResponse};
 use domain::oauth::client::ClientMetadata;
 use domain::oauth::dpop::{self, DpopError, Proof};
-use domain::oauth::jws;
+use domain::oauth::client_assertion;
 use serde_json::{json, Value};
 
 use crate::server::AppState;
@@ -281,10 +281,9 @@ async fn authenticate_client(
     }
 }
 
-/// A `private_key_jwt` assertion: ES256 by one of the client's keys (inline `jwks` or
-/// `jwks_uri`, fetched like metadata), `iss = sub = client_id`, `aud` = our issuer (or the
-/// endpoint), `iat` at most 60 s old, unexpired, `jti` never seen (replay store), and not signed
-/// by the DPoP key.
+/// A `private_key_jwt` assertion (`domain::oauth::client_assertion`) against the client's keys
+/// (inline `jwks` or `jwks_uri`, fetched like metadata); its `jti` is single-use (replay store) and
+/// its key must not be the DPoP key.
 async fn verify_client_assertion(
     state: &AppState,
     meta: &ClientMetadata,
@@ -293,7 +292,6 @@ async fn verify_client_assertion(
     endpoint: &str,
 ) -> Result<(), OAuthError> {
     let bad = |m: &str| err("invalid_client", format!("Invalid client assertion: {m}"));
-    let c = jws::parse(assertion).map_err(|e| bad(&e.to_string()))?;
     let jwks = match (&meta.jwks, &meta.jwks_uri) {
         (Some(j), _) => j.clone(),
         (None, Some(uri)) => {
@@ -302,59 +300,19 @@ async fn verify_client_assertion(
         }
         (None, None) => return Err(bad("the client has no keys")),
     };
-    let kid = c.header.get("kid").and_then(Value::as_str);
-    let keys = jwks.get("keys").and_then(Value::as_array).cloned().unwrap_or_default();
-    let mut verified = None;
-    for k in keys.iter().filter_map(Value::as_object) {
-        if kid.is_some() && k.get("kid").and_then(Value::as_str) != kid {
-            continue;
-        }
-        if let Ok(key) = jws::p256_key(k) {
-            if jws::verify_es256(&c, &key).is_ok() {
-                verified = Some(k.clone());
-                break;
-            }
-        }
-    }
-    let key = verified.ok_or_else(|| bad("no client key verifies its signature"))?;
-    let p = &c.payload;
-    let s = |k: &str| p.get(k).and_then(Value::as_str);
-    if s("iss") != Some(&meta.client_id) || s("sub") != Some(&meta.client_id) {
-        return Err(bad("iss and sub must be the client_id"));
-    }
-    let issuer = &state.config.public_url;
+    let issuer = state.config.public_url.as_str();
     let endpoint_url = format!("{issuer}{endpoint}");
-    let aud_ok = match p.get("aud") {
-        Some(Value::String(a)) => a == issuer || *a == endpoint_url,
-        Some(Value::Array(a)) => a.iter().any(|x| x.as_str().is_some_and(|x| x == issuer || x == endpoint_url)),
-        _ => false,
-    };
-    if !aud_ok {
-        return Err(bad("aud must be this authorization server"));
-    }
     let now = now_ms() / 1000;
-    let iat = p.get("iat").and_then(Value::as_i64).ok_or_else(|| bad("iat is required"))?;
-    if iat < now - 60 || iat > now + 60 {
-        return Err(bad("iat is too old or in the future"));
-    }
-    let exp = p.get("exp").and_then(Value::as_i64);
-    if exp.is_some_and(|e| e <= now) {
-        return Err(bad("expired"));
-    }
-    let jti = s("jti").filter(|j| !j.is_empty()).ok_or_else(|| bad("jti is required"))?;
-    if proof.is_some_and(|pr| jws::thumbprint(&key).is_ok_and(|t| t == pr.jkt)) {
+    let a = client_assertion::verify(assertion, &jwks, &meta.client_id, &[issuer, &endpoint_url], now)
+        .map_err(|e| err("invalid_client", e.to_string()))?;
+    if proof.is_some_and(|pr| pr.jkt == a.key_jkt) {
         return Err(bad("the DPoP key must not be the client authentication key"));
     }
-    let ttl = Duration::from_secs(exp.map(|e| (e - now).clamp(1, 3600) as u64).unwrap_or(66));
-    let fresh = state
-        .oauth
-        .replay
-        .unique(&format!("Auth@{}", meta.client_id), jti, ttl)
-        .await
-        .map_err(|e| {
-            tracing::error!(cause = %e, "replay store unavailable");
-            err("server_error", "Internal server error")
-        })?;
+    let ttl = Duration::from_secs(u64::try_from(a.replay_ttl_secs(now)).unwrap_or(66));
+    let fresh = state.oauth.replay.unique(&format!("Auth@{}", meta.client_id), &a.jti, ttl).await.map_err(|e| {
+        tracing::error!(cause = %e, "replay store unavailable");
+        err("server_error", "Internal server error")
+    })?;
     if !fresh {
         return Err(bad("jti replayed"));
     }
