@@ -317,10 +317,10 @@ async fn login(p: &Pds, handle: &str, scope: &str) -> Tokens {
     }
 }
 
-async fn start_pds(dir: &std::path::Path, plc: &PlcServer, pg: Option<&PgDatabase>) -> Pds {
-    let (server, _env) = start(dir, plc, pg, "false").await;
+async fn start_pds<'a>(dir: &std::path::Path, plc: &'a PlcServer, pg: Option<&'a PgDatabase>) -> (Pds, Vec<(&'a str, String)>) {
+    let (server, env) = start(dir, plc, pg, "false").await;
     let public = server.url.replace("127.0.0.1", "localhost");
-    Pds { server, public }
+    (Pds { server, public }, env)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -335,7 +335,7 @@ async fn reference_client(pg: Option<&PgDatabase>) {
     );
     let plc = PlcServer::start();
     let data = tempfile::tempdir().unwrap();
-    let p = start_pds(data.path(), &plc, pg).await;
+    let (p, _env) = start_pds(data.path(), &plc, pg).await;
     let (public, plc_url) = (p.public.clone(), plc.url.clone());
     let out = tokio::task::spawn_blocking(move || {
         Command::new(&node).arg("oauth.mjs").current_dir(&dir).env("PDS_URL", public).env("PLC_URL", plc_url).output().unwrap()
@@ -371,7 +371,7 @@ async fn reference_oauth_client_completes_a_session_postgres() {
 async fn attacks(pg: Option<&PgDatabase>) {
     let plc = PlcServer::start();
     let data = tempfile::tempdir().unwrap();
-    let p = start_pds(data.path(), &plc, pg).await;
+    let (p, env) = start_pds(data.path(), &plc, pg).await;
     let handle = format!("oa{}.test", &domain::oauth::random_id("")[..8]);
     let did = create_account(&p, &handle).await;
     let generic = "atproto transition:generic";
@@ -614,6 +614,9 @@ async fn attacks(pg: Option<&PgDatabase>) {
     }
     let (_, r) = limited.expect("PAR is rate-limited");
     r.assert_oauth_error(429, "rate_limited", "Too many requests; try again later");
+
+    // The oauth read model is a pure function of the log.
+    crate::invites::replay_and_verify(data.path(), &env);
 }
 
 #[tokio::test]
