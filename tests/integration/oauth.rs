@@ -488,6 +488,29 @@ async fn attacks(pg: Option<&PgDatabase>) {
     assert_eq!(r.status, 403, "{}", r.text);
     assert!(r.text.contains("Invalid CSRF token"), "{}", r.text);
 
+    // Denial and the fragment response mode: back to the client with iss, state and the error.
+    let r = p.post_dpop("/oauth/par", &key, &mut n, encode(&{
+        let mut v = par_params(&client, generic);
+        v.push(("response_mode".into(), "fragment".into()));
+        v
+    })).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let c = consent_page(&p, &client, r.body["request_uri"].as_str().unwrap()).await;
+    let deny = send(
+        http()
+            .post(p.at("/oauth/authorize"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", &c.cookie)
+            .body(form(&[("request_uri", &c.request_uri), ("client_id", &client), ("csrf", &c.csrf), ("action", "deny")])),
+    )
+    .await;
+    assert_eq!(deny.status, 303, "{}", deny.text);
+    let loc = deny.headers.get("location").unwrap().to_str().unwrap();
+    assert_eq!(loc, format!("{REDIRECT}#iss={}&state=st-1&error=access_denied&error_description=The+user+denied+access", url_encode(&p.public)));
+    // Other methods than POST on the JSON endpoints.
+    assert_eq!(send(http().get(p.at("/oauth/par"))).await.status, 405);
+    assert_eq!(send(http().get(p.at("/oauth/token"))).await.status, 405);
+
     // --- code exchange -----------------------------------------------------------------------
     let mut n2 = None;
     let (cid, code) = authorize(&p, &handle, generic, &key, &mut n2).await;
