@@ -106,13 +106,39 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
                 Err(resp) => return resp,
             };
             let mut req = req;
+            let sees_email = scopes.allows_account("email", false);
             req.extensions_mut().insert(OAuthAuth { did: access.did, client_id: access.client_id, scopes });
-            next.run(req).await
+            let resp = next.run(req).await;
+            if nsid == "com.atproto.server.getSession" && !sees_email {
+                return without_email(resp).await;
+            }
+            resp
         }
         Ok(None) => unauthorized("invalid_dpop_proof", "DPoP proof required"),
         Err(DpopError::UseNonce(m)) => unauthorized("use_dpop_nonce", m),
         Err(DpopError::Invalid(m)) => unauthorized("invalid_dpop_proof", &m),
     }
+}
+
+/// `getSession` for a token without `account:email` (or `transition:email`): the email fields
+/// are left out, as the reference does.
+async fn without_email(resp: Response) -> Response {
+    if resp.status() != StatusCode::OK {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
+        return crate::xrpc::XrpcError::internal(&"getSession body unreadable").into_response();
+    };
+    let Ok(Value::Object(mut m)) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    for k in ["email", "emailConfirmed", "emailAuthFactor"] {
+        m.remove(k);
+    }
+    let out = Value::Object(m).to_string();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(out))
 }
 
 /// What an endpoint needs beyond `atproto`.

@@ -547,6 +547,7 @@ async fn attacks(pg: Option<&PgDatabase>) {
     };
     let r = p.call("GET", "com.atproto.server.getSession", &t, None).await;
     assert_eq!((r.status, r.body["did"].as_str()), (200, Some(did.as_str())), "{}", r.text);
+    assert!(r.body.get("email").is_none() && r.body.get("emailConfirmed").is_none(), "no email without account:email: {}", r.text);
     // Reused code → refused, and the session it created is revoked.
     send_token(exchange(&code, VERIFIER, REDIRECT), key).await.assert_oauth_error(400, "invalid_grant", "Code replayed");
     p.call("GET", "com.atproto.server.getSession", &t, None).await.assert_xrpc_dpop_error("invalid_token", "Token has been revoked");
@@ -576,6 +577,10 @@ async fn attacks(pg: Option<&PgDatabase>) {
     assert_eq!(r.status, 200, "{}", r.text);
     let r = p.call("POST", "com.atproto.server.createAppPassword", &t, Some(json!({"name": "x"}))).await;
     assert_eq!((r.status, r.body["error"].as_str()), (403, Some("Forbidden")), "{}", r.text);
+    // transition:email shows the email.
+    let with_email = login(&p, &handle, "atproto transition:email").await;
+    let r = p.call("GET", "com.atproto.server.getSession", &with_email, None).await;
+    assert_eq!(r.body["email"], format!("{handle}@example.com"), "{}", r.text);
     // Granular scopes: only likes may be created.
     let like_scope = "atproto repo:app.bsky.feed.like?action=create";
     let narrow = login(&p, &handle, like_scope).await;
