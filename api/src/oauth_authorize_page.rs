@@ -4,10 +4,11 @@
 //! loaded the page can submit it; a cross-origin `Origin` is refused. On approval the browser is
 //! sent (303) to the client's `redirect_uri` with `iss`, `state` and `code` (query, fragment or
 //! form_post); on denial with `error=access_denied`. The user may uncheck scopes but not add any
-//! (`invalid_scope`), and `atproto` always stays.
+//! (`invalid_scope`), and `atproto` always stays. The first browser to open a request's page
+//! binds it (`oauth.device_bound`); another browser is refused.
 //!
 //! Not built: remembered sign-in per device (every authorization asks for the password), the
-//! reference's account chooser and `prompt` handling.
+//! reference's account chooser, remembered consent and `prompt` handling.
 
 use std::collections::HashMap;
 
@@ -149,6 +150,15 @@ async fn page(State(state): State<AppState>, Query(q): Query<HashMap<String, Str
         Some(d) => (d, false),
         None => (random_id("dev-"), true),
     };
+    match commands::oauth_authorize::bind_device(&ctx, request_id, client_id, &device).await {
+        Ok(()) => {}
+        Err(commands::oauth_flow::OAuthCommandError::OAuth { description, .. }) => {
+            return error_page(StatusCode::FORBIDDEN, "Invalid request", &description)
+        }
+        Err(commands::oauth_flow::OAuthCommandError::Command(e)) => {
+            return crate::server_accounts::command_error(e).into_response()
+        }
+    }
     let csrf = csrf_token(&state.config.secrets.jwt_secret, &device, request_id);
     let mut r = Html(render(&req, &client_name, &csrf, None)).into_response();
     secure_headers(r.headers_mut());

@@ -475,6 +475,15 @@ async fn attacks(pg: Option<&PgDatabase>) {
     })).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let c = consent_page(&p, &xss_client, r.body["request_uri"].as_str().unwrap()).await;
+    // The first browser owns the request: another one (no cookie, or another device's) is refused.
+    let other_browser = send(http().get(p.at(&format!(
+        "/oauth/authorize?client_id={}&request_uri={}",
+        url_encode(&xss_client),
+        url_encode(&c.request_uri)
+    ))))
+    .await;
+    assert_eq!(other_browser.status, 403, "{}", other_browser.text);
+    assert!(other_browser.text.contains("This authorization request is in use on another device"), "{}", other_browser.text);
     assert!(!c.html.contains("<script>alert(1)"), "{}", c.html);
     assert!(c.html.contains("&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"), "{}", c.html);
     assert!(c.html.contains(&format!("name=\"identifier\" value=\"{handle}\"")), "login_hint prefilled");
