@@ -39,6 +39,10 @@ impl FromRequestParts<AppState> for AccessAuth {
     type Rejection = XrpcError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        // OAuth (`Authorization: DPoP …`): verified by `oauth_resource::layer` before the handler.
+        if let Some(oauth) = crate::oauth_resource::access_auth(parts) {
+            return oauth;
+        }
         let token = bearer_token(&parts.headers)?;
         let key = JwtKey::new(state.config.secrets.jwt_secret.as_bytes()).map_err(|e| XrpcError::internal(&e))?;
         let (did, scope) =

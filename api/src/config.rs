@@ -52,6 +52,9 @@ pub struct Config {
     pub max_subscription_buffer: usize,
     /// `PDS_REPO_BACKFILL_LIMIT_MS`: how far back a firehose cursor may reach (24 h).
     pub repo_backfill_limit: std::time::Duration,
+    /// `PDS_REDIS_SCRATCH_ADDRESS` (`host:port`): shared DPoP/client-assertion replay store; unset
+    /// = in-process.
+    pub redis_scratch_address: Option<String>,
     pub secrets: Secrets,
 }
 
@@ -193,6 +196,7 @@ impl Config {
             did_plc_url: env.get("PDS_DID_PLC_URL").unwrap_or_else(|| DEFAULT_DID_PLC_URL.to_string()),
             max_subscription_buffer,
             repo_backfill_limit,
+            redis_scratch_address: env.get("PDS_REDIS_SCRATCH_ADDRESS"),
             secrets,
         })
     }

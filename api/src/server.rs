@@ -26,13 +26,20 @@ pub struct AppState {
     pub log: EventLog,
     /// Every append of the server goes through this (inline projectors in the same transaction).
     pub appender: projections::Appender,
+    /// OAuth nonces, replay store, rate limits, client metadata cache (`oauth_runtime.rs`).
+    pub oauth: Arc<crate::oauth_runtime::OAuthRuntime>,
 }
 
 pub fn router(config: Config, log: EventLog) -> Router {
     let appender = projections::Appender::new(log.clone());
     let firehose = crate::firehose::Settings::from_config(&config);
-    let state = AppState { config: Arc::new(config), log, appender };
+    let oauth = Arc::new(crate::oauth_runtime::OAuthRuntime::new(&config));
+    let state = AppState { config: Arc::new(config), log, appender, oauth };
+    let oauth_resource = axum::middleware::from_fn_with_state(state.clone(), crate::oauth_resource::layer);
+    let oauth_nonces = axum::middleware::from_fn_with_state(state.clone(), crate::oauth_routes::nonce_layer);
     Router::new()
+        .merge(crate::oauth_routes::routes())
+        .merge(crate::oauth_authorize_page::routes())
         .merge(crate::admin::routes())
         .merge(crate::admin_accounts::routes())
         .merge(crate::firehose::routes_with(firehose))
@@ -48,6 +55,8 @@ pub fn router(config: Config, log: EventLog) -> Router {
         .route("/xrpc/com.atproto.server.describeServer", get(describe_server))
         .route("/xrpc/{nsid}", axum::routing::any(unknown_method))
         .fallback(not_found)
+        .layer(oauth_resource)
+        .layer(oauth_nonces)
         .with_state(state)
 }
 
@@ -152,7 +161,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.data_directory.display(),
         config.secrets.file.display()
     );
-    axum::serve(listener, router(config, log)).with_graceful_shutdown(shutdown_signal()).await?;
+    let app = router(config, log).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     for r in runners {
         r.abort();
     }

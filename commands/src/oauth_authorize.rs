@@ -34,6 +34,20 @@ pub async fn pending_request(ctx: &Ctx, request_id: &str, client_id: &str) -> Re
         .map(|f| f.request.clone()))
 }
 
+/// The consent page was opened by `device_id`: binds the request to it on first use
+/// (`oauth.device_bound`); another device gets `invalid_request` "…in use on another device".
+pub async fn bind_device(ctx: &Ctx, request_id: &str, client_id: &str, device_id: &str) -> Result<(), OAuthCommandError> {
+    for _ in 0..3 {
+        let (state, version) = load_oauth(ctx.log(), request_id).await?;
+        let (now, _) = now_micros();
+        let events = aggregate::decide_bind_device(&state, client_id, device_id, now).map_err(decision_error)?;
+        if events.is_empty() || append(ctx, request_id, version, &events).await? {
+            return Ok(());
+        }
+    }
+    Err(CommandError::Conflict(aggregate::stream_name(request_id)).into())
+}
+
 pub async fn oauth_authorize(
     ctx: &Ctx,
     request_id: &str,

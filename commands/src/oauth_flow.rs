@@ -41,7 +41,9 @@ pub fn oauth_err(error: &'static str, description: impl Into<String>) -> OAuthCo
 pub(crate) fn decision_error(e: aggregate::OAuthError) -> OAuthCommandError {
     use aggregate::OAuthError as E;
     let code = match &e {
-        E::UnknownRequest | E::RequestExpired | E::AlreadyAuthorized | E::ClientMismatch => "invalid_request",
+        E::UnknownRequest | E::RequestExpired | E::AlreadyAuthorized | E::ClientMismatch | E::OtherDevice => {
+            "invalid_request"
+        }
         E::ScopeEscalation | E::Scope(_) => "invalid_scope",
         E::DpopKeyMismatch => "invalid_dpop_proof",
         _ => "invalid_grant",

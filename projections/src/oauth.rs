@@ -53,6 +53,8 @@ fn apply<'a>(mut tx: Tx<'a>, events: &'a [&'a Envelope]) -> BoxFuture<'a, Result
                     )
                     .await?;
                 }
+                // The device binding matters to the write side only.
+                OAuthEvent::DeviceBound { .. } => {}
                 OAuthEvent::CodeIssued { did, scope, code_hash, .. } => {
                     exec(
                         &mut tx,

@@ -4,7 +4,8 @@
 //! per request; after the exchange it is the session.
 //!
 //! Events (DAG-CBOR, never public; codes and refresh tokens only as `sha256_b64url` hashes):
-//! `oauth.requested`, `oauth.code_issued`, `oauth.code_consumed`, `oauth.token_issued`,
+//! `oauth.requested`, `oauth.device_bound` (the first browser to open the consent page owns the
+//! request), `oauth.code_issued`, `oauth.code_consumed`, `oauth.token_issued`,
 //! `oauth.token_rotated`, `oauth.revoked`. Single use of a code and of a refresh token across
 //! nodes comes from appending at the version the decision was made on (a second node conflicts);
 //! the `oauth` read model adds unique constraints on top.
@@ -23,7 +24,8 @@ pub const CODE_CONSUMED: &str = "oauth.code_consumed";
 pub const TOKEN_ISSUED: &str = "oauth.token_issued";
 pub const TOKEN_ROTATED: &str = "oauth.token_rotated";
 pub const REVOKED: &str = "oauth.revoked";
-pub const EVENT_TYPES: [&str; 6] = [REQUESTED, CODE_ISSUED, CODE_CONSUMED, TOKEN_ISSUED, TOKEN_ROTATED, REVOKED];
+pub const DEVICE_BOUND: &str = "oauth.device_bound";
+pub const EVENT_TYPES: [&str; 7] = [REQUESTED, DEVICE_BOUND, CODE_ISSUED, CODE_CONSUMED, TOKEN_ISSUED, TOKEN_ROTATED, REVOKED];
 pub const EVENT_VERSION: i32 = 1;
 
 /// PAR `request_uri` lifetime (reference `PAR_EXPIRES_IN`), and code lifetime after approval.
@@ -66,6 +68,7 @@ pub struct Request {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OAuthEvent {
     Requested(Request),
+    DeviceBound { device_id: String, at: i64 },
     CodeIssued { did: String, scope: String, code_hash: String, device_id: String, expires_at: i64, at: i64 },
     CodeConsumed { code_hash: String, at: i64 },
     TokenIssued { token_id: String, refresh_hash: String, dpop_jkt: String, at: i64 },
@@ -101,6 +104,8 @@ pub enum OAuthState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flow {
     pub request: Request,
+    /// The browser (device cookie) the request is bound to.
+    pub device: Option<String>,
     pub approval: Option<Approval>,
     pub code_consumed: bool,
     pub session: Option<Session>,
@@ -121,6 +126,7 @@ pub fn evolve(state: OAuthState, e: &OAuthEvent) -> OAuthState {
         (OAuthState::Absent, OAuthEvent::Requested(r)) => {
             return OAuthState::Live(Box::new(Flow {
                 request: r.clone(),
+                device: None,
                 approval: None,
                 code_consumed: false,
                 session: None,
@@ -132,6 +138,7 @@ pub fn evolve(state: OAuthState, e: &OAuthEvent) -> OAuthState {
     };
     match e {
         OAuthEvent::Requested(_) => {}
+        OAuthEvent::DeviceBound { device_id, .. } => f.device = Some(device_id.clone()),
         OAuthEvent::CodeIssued { did, scope, code_hash, expires_at, .. } => {
             f.approval = Some(Approval { did: did.clone(), scope: scope.clone(), code_hash: code_hash.clone(), expires_at: *expires_at });
         }
@@ -167,6 +174,8 @@ pub enum OAuthError {
     RequestExpired,
     #[error("This request was already authorized")]
     AlreadyAuthorized,
+    #[error("This authorization request is in use on another device")]
+    OtherDevice,
     #[error("This request is for another client")]
     ClientMismatch,
     #[error("The approved scope exceeds the requested scope")]
@@ -202,6 +211,26 @@ pub fn decide_request(state: &OAuthState, request: Request) -> Result<Vec<OAuthE
     Ok(vec![OAuthEvent::Requested(request)])
 }
 
+/// The consent page was opened by `device_id`: the first device binds the request; another one
+/// is refused; the same one again changes nothing.
+pub fn decide_bind_device(state: &OAuthState, client_id: &str, device_id: &str, now: i64) -> Result<Vec<OAuthEvent>, OAuthError> {
+    let f = state.flow().ok_or(OAuthError::UnknownRequest)?;
+    if f.request.client_id != client_id {
+        return Err(OAuthError::ClientMismatch);
+    }
+    if f.approval.is_some() || f.revoked.is_some() {
+        return Err(OAuthError::AlreadyAuthorized);
+    }
+    if f.request.expires_at <= now {
+        return Err(OAuthError::RequestExpired);
+    }
+    match &f.device {
+        None => Ok(vec![OAuthEvent::DeviceBound { device_id: device_id.to_owned(), at: now }]),
+        Some(d) if d == device_id => Ok(vec![]),
+        Some(_) => Err(OAuthError::OtherDevice),
+    }
+}
+
 /// The user signed in as `did` and approved `approved_scope` (a subset of the request's, with
 /// `atproto`): a code (hashed here) valid for 5 minutes.
 pub fn decide_authorize(
@@ -222,6 +251,9 @@ pub fn decide_authorize(
     }
     if f.approval.is_some() {
         return Err(OAuthError::AlreadyAuthorized);
+    }
+    if f.device.as_deref().is_some_and(|d| d != device_id) {
+        return Err(OAuthError::OtherDevice);
     }
     if f.request.expires_at <= now {
         return Err(OAuthError::RequestExpired);
@@ -400,6 +432,7 @@ impl OAuthEvent {
     pub fn event_type(&self) -> &'static str {
         match self {
             OAuthEvent::Requested(_) => REQUESTED,
+            OAuthEvent::DeviceBound { .. } => DEVICE_BOUND,
             OAuthEvent::CodeIssued { .. } => CODE_ISSUED,
             OAuthEvent::CodeConsumed { .. } => CODE_CONSUMED,
             OAuthEvent::TokenIssued { .. } => TOKEN_ISSUED,
@@ -425,6 +458,7 @@ impl OAuthEvent {
                 ("expiresAt", I(r.expires_at)),
                 ("at", I(r.at)),
             ]),
+            OAuthEvent::DeviceBound { device_id, at } => map(&[("deviceId", S(device_id)), ("at", I(*at))]),
             OAuthEvent::CodeIssued { did, scope, code_hash, device_id, expires_at, at } => map(&[
                 ("did", S(did)),
                 ("scope", S(scope)),
@@ -489,6 +523,7 @@ impl OAuthEvent {
                 expires_at: i("expiresAt")?,
                 at: i("at")?,
             },
+            DEVICE_BOUND => OAuthEvent::DeviceBound { device_id: s("deviceId")?, at: i("at")? },
             CODE_CONSUMED => OAuthEvent::CodeConsumed { code_hash: s("codeHash")?, at: i("at")? },
             TOKEN_ISSUED => OAuthEvent::TokenIssued {
                 token_id: s("tokenId")?,
@@ -577,6 +612,18 @@ mod tests {
     }
 
     #[test]
+    fn given_a_request_opened_on_one_device_when_another_opens_or_approves_it_then_refused() {
+        let g = given(&[requested()]);
+        let bound = decide_bind_device(&g.0, "http://localhost", "dev-a", NOW).unwrap();
+        assert_eq!(bound, vec![OAuthEvent::DeviceBound { device_id: "dev-a".into(), at: NOW }]);
+        let g = given(&[requested(), bound[0].clone()]);
+        assert_eq!(decide_bind_device(&g.0, "http://localhost", "dev-a", NOW), Ok(vec![]));
+        assert_eq!(decide_bind_device(&g.0, "http://localhost", "dev-b", NOW), Err(OAuthError::OtherDevice));
+        assert_eq!(decide_authorize(&g.0, "http://localhost", "did:plc:a", "atproto", "c", "dev-b", NOW), Err(OAuthError::OtherDevice));
+        assert!(decide_authorize(&g.0, "http://localhost", "did:plc:a", "atproto", "c", "dev-a", NOW).is_ok());
+    }
+
+    #[test]
     fn given_an_approved_request_when_exchanged_then_the_code_is_consumed_once() {
         let events = issued();
         assert_eq!(events.len(), 2);
@@ -617,7 +664,7 @@ mod tests {
 
     #[test]
     fn payloads_round_trip() {
-        let mut all = vec![requested(), authorized()];
+        let mut all = vec![requested(), OAuthEvent::DeviceBound { device_id: "dev-a".into(), at: 1 }, authorized()];
         all.extend(issued());
         all.push(OAuthEvent::TokenRotated { token_id: "t".into(), refresh_hash: "h".into(), previous_refresh_hash: "p".into(), at: 1 });
         all.push(OAuthEvent::Revoked { reason: "r".into(), at: 2 });

@@ -9,6 +9,7 @@
 pub mod access_token;
 pub mod aggregate;
 pub mod client;
+pub mod client_assertion;
 pub mod dpop;
 pub mod jws;
 pub mod nonce;
