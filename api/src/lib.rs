@@ -17,6 +17,7 @@ pub mod server;
 pub mod server_account_status;
 pub mod server_accounts;
 pub mod server_app_passwords;
+pub mod server_identity;
 pub mod server_invites;
 pub mod sync_routes;
 pub mod xrpc;

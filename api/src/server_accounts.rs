@@ -62,6 +62,8 @@ pub fn command_error(e: CommandError) -> XrpcError {
         CommandError::InvalidSwap(m) => bad("InvalidSwap", m),
         CommandError::RecordNotFound(m) => bad("RecordNotFound", m),
         CommandError::RepoNotFound(m) => bad("RepoNotFound", m),
+        CommandError::ServiceAuth { name, message } => XrpcError::new(StatusCode::UNAUTHORIZED, name, message),
+        CommandError::BadExpiration(m) => bad("BadExpiration", m),
         e @ (CommandError::Plc(_) | CommandError::Conflict(_) | CommandError::Internal(_)) => XrpcError::internal(&e),
     }
 }
@@ -132,11 +134,16 @@ struct CreateAccountBody {
     plc_op: Option<Value>,
 }
 
-async fn create_account(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, XrpcError> {
+async fn create_account(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) -> Result<Json<Value>, XrpcError> {
     let b: CreateAccountBody = body(&bytes)?;
-    if b.did.is_some() || b.plc_op.is_some() {
-        return Err(XrpcError::invalid_request("Creating an account for an existing DID is not supported yet"));
+    if b.plc_op.is_some() {
+        return Err(XrpcError::invalid_request("Unsupported input: \"plcOp\""));
     }
+    // A bring-your-own DID comes with a service-auth JWT from it (checked by the command).
+    let service_auth = match (&b.did, headers.contains_key(header::AUTHORIZATION)) {
+        (Some(_), true) => Some(bearer_token(&headers)?.to_owned()),
+        _ => None,
+    };
     let ctx = ctx(&state)?;
     let s = commands::create_account(
         &ctx,
@@ -145,6 +152,8 @@ async fn create_account(State(state): State<AppState>, bytes: Bytes) -> Result<J
             email: b.email,
             password: b.password,
             invite_code: b.invite_code,
+            did: b.did,
+            service_auth,
         },
     )
     .await

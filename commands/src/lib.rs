@@ -22,7 +22,10 @@ pub mod delete_session;
 mod lexicon_docs;
 pub mod plc_client;
 pub mod refresh_session;
+pub mod resolve_did;
 pub mod revoke_app_password;
+pub mod get_service_auth;
+pub mod update_handle;
 
 use domain::account::{self, Account, AccountEvent, AccountState};
 use domain::crypto::{KeyType, Keypair};
@@ -40,7 +43,7 @@ pub use admin_account_info::{admin_account_info, AdminAccountInfo};
 pub use admin_delete_account::admin_delete_account;
 pub use admin_update_account_handle::admin_update_account_handle;
 pub use admin_update_account_password::admin_update_account_password;
-pub use admin_update_subject_status::admin_update_takedown;
+pub use admin_update_subject_status::{admin_update_deactivated, admin_update_takedown};
 pub use check_account_status::{check_account_status, AccountStatusView};
 pub use deactivate_account::deactivate_account;
 pub use create_app_password::{create_app_password, list_app_passwords, AppPasswordView, NewAppPassword};
@@ -49,6 +52,8 @@ pub use create_session::{create_session, get_session};
 pub use delete_session::delete_session;
 pub use refresh_session::refresh_session;
 pub use revoke_app_password::revoke_app_password;
+pub use get_service_auth::{get_recommended_did_credentials, get_service_auth, DidCredentials};
+pub use update_handle::update_handle;
 
 /// What every command needs: the appender (and through it the log) and the server's settings and
 /// secrets.
@@ -143,6 +148,14 @@ pub enum CommandError {
     RecordNotFound(String),
     #[error("{0}")]
     RepoNotFound(String),
+    /// A service-auth JWT refused (reference `verifyJwt`): `name` is the XRPC error name
+    /// (`BadJwt`, `JwtExpired`, `BadJwtAudience`, `BadJwtLexiconMethod`, `BadJwtSignature`,
+    /// `AuthMissing`); 401.
+    #[error("{message}")]
+    ServiceAuth { name: &'static str, message: String },
+    /// `getServiceAuth` with an `exp` it may not grant.
+    #[error("{0}")]
+    BadExpiration(String),
     #[error("PLC directory: {0}")]
     Plc(String),
     #[error("concurrent change to {0}; try again")]
@@ -196,8 +209,27 @@ pub(crate) fn now() -> (i64, i64) {
     (micros, micros / 1_000_000)
 }
 
-/// The account aggregate of `did`, folded from its stream, and the stream's version.
+/// The account aggregate of `did` and its stream's version, from the `accounts` read model
+/// (`projections::accounts::snapshot`: three indexed lookups, whatever the stream's length). The
+/// version is read first, so rows newer than it make the caller's append at that version conflict
+/// (and retry) rather than overwrite. A stream with events but no row is a deleted account.
 pub async fn load_account(log: &EventLog, did: &str) -> Result<(AccountState, i64), CommandError> {
+    let Ok(parsed) = Did::parse(did) else {
+        return Ok((AccountState::Absent, 0));
+    };
+    let version = log.stream_version(&account::stream_name(&parsed)).await?;
+    if version == 0 {
+        return Ok((AccountState::Absent, 0));
+    }
+    Ok(match projections::accounts::snapshot(log, did).await? {
+        Some(a) => (AccountState::Live(Box::new(a)), version),
+        None => (AccountState::Deleted, version),
+    })
+}
+
+/// The account aggregate of `did` folded from its whole stream (O(stream length)), and the
+/// stream's version: the definition [`load_account`]'s snapshot must agree with.
+pub async fn fold_account(log: &EventLog, did: &str) -> Result<(AccountState, i64), CommandError> {
     let Ok(parsed) = Did::parse(did) else {
         return Ok((AccountState::Absent, 0));
     };
@@ -281,7 +313,19 @@ pub fn account_view(ctx: &Ctx, a: &Account) -> AccountView {
 /// An access token of `scope` and a refresh token with id `jti`, both from `now_secs`.
 pub(crate) fn tokens(ctx: &Ctx, did: &str, scope: Scope, jti: &str, now_secs: i64) -> (String, String) {
     (
-        session_jwt::create_access_token(&ctx.jwt, did, &ctx.service_did, scope, now_secs),
+        if scope == Scope::Takendown {
+            // `allowTakendown` logins store no refresh token: nothing to name.
+            session_jwt::create_access_token(&ctx.jwt, did, &ctx.service_did, scope, now_secs)
+        } else {
+            session_jwt::create_session_access_token(
+                &ctx.jwt,
+                did,
+                &ctx.service_did,
+                scope,
+                &session_jwt::refresh_token_hash(jti),
+                now_secs,
+            )
+        },
         session_jwt::create_refresh_token(&ctx.jwt, did, &ctx.service_did, jti, now_secs),
     )
 }
@@ -297,6 +341,26 @@ pub fn verify_access(ctx_jwt: &JwtKey, service_did: &str, token: &str) -> Result
     session_jwt::verify(ctx_jwt, token, session_jwt::TokenType::Access, service_did, now_secs)
         .map(|c| (c.sub, c.scope))
         .map_err(jwt_error)
+}
+
+/// Verifies an access token for this service: its claims.
+pub fn verify_access_claims(ctx_jwt: &JwtKey, service_did: &str, token: &str) -> Result<session_jwt::Claims, CommandError> {
+    let (_, now_secs) = now();
+    session_jwt::verify(ctx_jwt, token, session_jwt::TokenType::Access, service_did, now_secs).map_err(jwt_error)
+}
+
+/// An access token naming its session (`jti`, see `session_jwt::create_session_access_token`) is
+/// good only while that session's refresh token is held: revoking it (logout, reuse detection,
+/// app-password revocation, password change, takedown, deletion) ends its access tokens at once.
+/// One primary-key lookup in the `accounts` read model. Tokens without a `jti` (a takendown
+/// account's `allowTakendown` login, whose refresh token is never stored) are not looked up.
+pub async fn check_access_session(log: &EventLog, claims: &session_jwt::Claims) -> Result<(), CommandError> {
+    let Some(session) = claims.jti.as_deref() else { return Ok(()) };
+    if projections::accounts::refresh_token_held(log, &claims.sub, session).await? {
+        Ok(())
+    } else {
+        Err(CommandError::ExpiredToken("Token has been revoked".into()))
+    }
 }
 
 pub(crate) fn jwt_error(e: session_jwt::JwtError) -> CommandError {

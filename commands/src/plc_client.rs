@@ -10,7 +10,7 @@ use crate::CommandError;
 /// Longest wait for the directory to accept an operation.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
-fn client() -> Result<&'static reqwest::Client, CommandError> {
+pub(crate) fn client() -> Result<&'static reqwest::Client, CommandError> {
     static CLIENT: OnceLock<Option<reqwest::Client>> = OnceLock::new();
     CLIENT
         .get_or_init(|| reqwest::Client::builder().timeout(TIMEOUT).build().ok())

@@ -250,3 +250,108 @@ pub fn is_unique_violation_on(e: &sqlx::Error, column: &str) -> bool {
         _ => false,
     }
 }
+
+type AccountRowT = (
+    String,
+    String,
+    Option<i64>,
+    String,
+    Vec<u8>,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+);
+
+/// token_hash, family, app_password_name, expires_at, successor.
+type TokenRowT = (String, String, Option<String>, i64, Option<String>);
+
+macro_rules! fetch {
+    ($log:expr, $kind:ident, $sql:expr, $($arg:expr),*) => {
+        match $log.read_pool() {
+            eventlog::ReadPool::Sqlite(p) => sqlx::query_as($sql)$(.bind($arg))*.$kind(p).await?,
+            eventlog::ReadPool::Postgres(p) => sqlx::query_as(&crate::sql::numbered($sql))$(.bind($arg))*.$kind(p).await?,
+        }
+    };
+}
+
+/// The account of `did` as its rows describe it: the same [`domain::account::Account`] that
+/// folding `account/<did>` gives (the projector applies the fold's rules), read with three indexed
+/// lookups instead of a fold of the whole stream — so the cost of loading an account does not
+/// grow with the number of sessions it ever had. `None` when there is no row (never created, or
+/// deleted).
+///
+/// The three reads are separate statements: a caller that decides on the result must read the
+/// stream version *before* calling this and append at that version, so a change committed in
+/// between makes the append conflict instead of being overwritten.
+pub async fn snapshot(log: &EventLog, did: &str) -> Result<Option<domain::account::Account>, ProjectionError> {
+    use domain::account::{Account, AppPassword, Deactivation, RefreshToken, Takedown};
+    let bad = |what: &str| ProjectionError::Apply { projector: NAME, position: 0, message: format!("{did}: stored {what} is invalid") };
+    let row: Option<AccountRowT> = fetch!(
+        log,
+        fetch_optional,
+        "SELECT handle, email, email_confirmed_at, password_hash, signing_key_encrypted, signing_did_key, \
+         plc_genesis, invite_code, created_at, deactivated_at, delete_after, takedown_ref, taken_down_at \
+         FROM accounts WHERE did = ?",
+        did
+    );
+    let Some(r) = row else { return Ok(None) };
+    let apps: Vec<(String, String, i64, i64)> = fetch!(
+        log,
+        fetch_all,
+        "SELECT name, password_hash, privileged, created_at FROM account_app_passwords WHERE did = ?",
+        did
+    );
+    let tokens: Vec<TokenRowT> = fetch!(
+        log,
+        fetch_all,
+        "SELECT token_hash, family, app_password_name, expires_at, successor FROM account_refresh_tokens WHERE did = ?",
+        did
+    );
+    let plc_genesis = match r.6 {
+        Some(s) => Some(domain::cbor::Cid::try_from(s.as_str()).map_err(|_| bad("plc_genesis"))?),
+        None => None,
+    };
+    Ok(Some(Account {
+        did: domain::syntax::Did::parse(did).map_err(|_| bad("did"))?,
+        handle: domain::syntax::Handle::parse(&r.0).map_err(|_| bad("handle"))?,
+        email: r.1,
+        email_confirmed_at: r.2,
+        password_hash: r.3,
+        signing_key_encrypted: r.4,
+        signing_did_key: r.5,
+        plc_genesis,
+        invite_code: r.7,
+        created_at: r.8,
+        deactivation: r.9.map(|at| Deactivation { at, delete_after: r.10 }),
+        takedown: r.12.map(|at| Takedown { reference: r.11, at }),
+        app_passwords: apps
+            .into_iter()
+            .map(|(name, password_hash, privileged, created_at)| {
+                (name, AppPassword { password_hash, privileged: privileged != 0, created_at })
+            })
+            .collect(),
+        refresh_tokens: tokens
+            .into_iter()
+            .map(|(hash, family, app_password_name, expires_at, successor)| {
+                (hash, RefreshToken { family, app_password_name, expires_at, successor })
+            })
+            .collect(),
+    }))
+}
+
+/// Whether the refresh token `token_hash` of `did` is still held (not revoked, not pruned): the
+/// one-row check that ends a session's access tokens when its refresh token is revoked.
+pub async fn refresh_token_held(log: &EventLog, did: &str, token_hash: &str) -> Result<bool, ProjectionError> {
+    Ok(fetch_text(
+        log.read_pool(),
+        "SELECT did FROM account_refresh_tokens WHERE token_hash = ? AND did = ?",
+        &[token_hash.into(), did.into()],
+    )
+    .await?
+    .is_some())
+}

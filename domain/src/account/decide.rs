@@ -555,6 +555,21 @@ pub fn decide_deactivate(
     Ok(vec![event, status])
 }
 
+/// Admin `updateSubjectStatus` with `deactivated: {applied: false}` (reference: the account
+/// manager's `activateAccount`, then `#account` of the resulting status): `activated` + `#account`
+/// (`active`, or `takendown` if also taken down). Unlike the user's `activateAccount` there is no
+/// `#identity` and no `#sync`, and a takendown account is not refused. Always emitted, as the
+/// reference always sequences the status.
+pub fn decide_lift_deactivation(
+    state: &AccountState,
+    now: i64,
+) -> Result<Vec<AccountEvent>, AccountError> {
+    let account = live(state)?;
+    let event = AccountEvent::Activated { at: now };
+    let status = status_after(account, &event);
+    Ok(vec![event, status])
+}
+
 /// Admin `updateSubjectStatus` on the account: a takedown (`reference` = the moderation ref)
 /// revokes every session and emits `#account{takendown}`; lifting it emits the new status
 /// (active, or deactivated). No change (already in that takedown state with that reference)
