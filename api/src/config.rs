@@ -52,6 +52,10 @@ pub struct Config {
     pub max_subscription_buffer: usize,
     /// `PDS_REPO_BACKFILL_LIMIT_MS`: how far back a firehose cursor may reach (24 h).
     pub repo_backfill_limit: std::time::Duration,
+    /// `PDS_EMAIL_FROM_ADDRESS` (default `noreply@<hostname>`). Mail goes to the dev mail sink,
+    /// `<data directory>/mail/` (see `mail.rs`); SMTP (`PDS_EMAIL_SMTP_URL`) is not built, so
+    /// setting it is refused at start rather than dropping mail silently.
+    pub email_from_address: String,
     pub secrets: Secrets,
 }
 
@@ -174,6 +178,14 @@ impl Config {
             Some(v) => parse_num("PDS_REPO_BACKFILL_LIMIT_MS", &v)?,
             None => 24 * 60 * 60 * 1000,
         });
+        if env.get("PDS_EMAIL_SMTP_URL").is_some_and(|v| !v.trim().is_empty()) {
+            return Err(ConfigError::Invalid {
+                name: "PDS_EMAIL_SMTP_URL",
+                expected: "unset: SMTP delivery is not built yet; mail is written to <data directory>/mail/",
+                found: "(set)".to_string(),
+            });
+        }
+        let email_from_address = env.get("PDS_EMAIL_FROM_ADDRESS").unwrap_or_else(|| format!("noreply@{hostname}"));
         let secrets = Secrets::load_or_generate(env, &data_directory)?;
         Ok(Config {
             bind: SocketAddr::new(bind_ip, port),
@@ -193,6 +205,7 @@ impl Config {
             did_plc_url: env.get("PDS_DID_PLC_URL").unwrap_or_else(|| DEFAULT_DID_PLC_URL.to_string()),
             max_subscription_buffer,
             repo_backfill_limit,
+            email_from_address,
             secrets,
         })
     }

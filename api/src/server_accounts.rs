@@ -64,6 +64,7 @@ pub fn command_error(e: CommandError) -> XrpcError {
         CommandError::RepoNotFound(m) => bad("RepoNotFound", m),
         CommandError::ServiceAuth { name, message } => XrpcError::new(StatusCode::UNAUTHORIZED, name, message),
         CommandError::BadExpiration(m) => bad("BadExpiration", m),
+        CommandError::Named { name, message } => bad(name, message),
         e @ (CommandError::Plc(_) | CommandError::Conflict(_) | CommandError::Internal(_)) => XrpcError::internal(&e),
     }
 }
@@ -240,7 +241,7 @@ async fn describe_repo(
             .ok_or_else(not_found)?
     };
     let ctx = ctx(&state)?;
-    let (account, _) = commands::load_account(&state.log, &did).await.map_err(command_error)?;
+    let account = commands::load_account_profile(&state.log, &did).await.map_err(command_error)?;
     let account = account.live().ok_or_else(not_found)?;
     let view = commands::account_view(&ctx, account);
     Ok(Json(json!({

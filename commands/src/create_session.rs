@@ -101,7 +101,7 @@ pub async fn create_session(
 
 /// `com.atproto.server.getSession`: the account behind a verified access token.
 pub async fn get_session(ctx: &Ctx, did: &str) -> Result<AccountView, CommandError> {
-    let (state, _) = load_account(ctx.log(), did).await?;
+    let state = crate::load_account_profile(ctx.log(), did).await?;
     let account = state.live().ok_or(CommandError::AccountNotFound)?;
     Ok(account_view(ctx, account))
 }

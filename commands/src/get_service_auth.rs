@@ -14,7 +14,7 @@ use domain::crypto::{KeyType, Keypair};
 use domain::service_jwt;
 use domain::session_jwt::Scope;
 
-use crate::{load_account, now, CommandError, Ctx};
+use crate::{load_account_profile, now, CommandError, Ctx};
 
 pub const CREATE_ACCOUNT: &str = "com.atproto.server.createAccount";
 
@@ -107,7 +107,7 @@ pub async fn get_service_auth(
             )));
         }
     }
-    let (state, _) = load_account(ctx.log(), did).await?;
+    let state = load_account_profile(ctx.log(), did).await?;
     let account = state.live().ok_or(CommandError::AccountNotFound)?;
     let private = domain::key_encryption::decrypt_key(&ctx.kek, did, &account.signing_key_encrypted)
         .map_err(|e| CommandError::Internal(format!("signing key: {e}")))?;
@@ -128,7 +128,7 @@ pub struct DidCredentials {
 }
 
 pub async fn get_recommended_did_credentials(ctx: &Ctx, did: &str) -> Result<DidCredentials, CommandError> {
-    let (state, _) = load_account(ctx.log(), did).await?;
+    let state = load_account_profile(ctx.log(), did).await?;
     let account = state.live().ok_or(CommandError::AccountNotFound)?;
     Ok(DidCredentials {
         rotation_keys: vec![ctx.rotation_key.public_key().to_did_key()],

@@ -26,6 +26,11 @@ pub mod resolve_did;
 pub mod revoke_app_password;
 pub mod get_service_auth;
 pub mod update_handle;
+pub mod request_email_token;
+pub mod confirm_email;
+pub mod update_email;
+pub mod reset_password;
+pub mod delete_account;
 
 use domain::account::{self, Account, AccountEvent, AccountState};
 use domain::crypto::{KeyType, Keypair};
@@ -54,6 +59,11 @@ pub use refresh_session::refresh_session;
 pub use revoke_app_password::revoke_app_password;
 pub use get_service_auth::{get_recommended_did_credentials, get_service_auth, DidCredentials};
 pub use update_handle::update_handle;
+pub use request_email_token::{request_email_token, request_password_reset, Mail};
+pub use confirm_email::confirm_email;
+pub use update_email::update_email;
+pub use reset_password::reset_password;
+pub use delete_account::delete_account;
 
 /// What every command needs: the appender (and through it the log) and the server's settings and
 /// secrets.
@@ -156,6 +166,9 @@ pub enum CommandError {
     /// `getServiceAuth` with an `exp` it may not grant.
     #[error("{0}")]
     BadExpiration(String),
+    /// A 400 with a lexicon error name of its own (`TokenRequired`, `InvalidEmail`, …).
+    #[error("{message}")]
+    Named { name: &'static str, message: String },
     #[error("PLC directory: {0}")]
     Plc(String),
     #[error("concurrent change to {0}; try again")]
@@ -224,6 +237,16 @@ pub async fn load_account(log: &EventLog, did: &str) -> Result<(AccountState, i6
     Ok(match projections::accounts::snapshot(log, did).await? {
         Some(a) => (AccountState::Live(Box::new(a)), version),
         None => (AccountState::Deleted, version),
+    })
+}
+
+/// The account of `did` for reading (`getSession`, views, its signing key): one primary-key
+/// lookup; its credentials (app passwords, sessions, emailed tokens) are left out, so nothing may
+/// decide on them. `Absent` also for a deleted account.
+pub async fn load_account_profile(log: &EventLog, did: &str) -> Result<AccountState, CommandError> {
+    Ok(match projections::accounts::profile(log, did).await? {
+        Some(a) => AccountState::Live(Box::new(a)),
+        None => AccountState::Absent,
     })
 }
 
@@ -382,7 +405,9 @@ pub(crate) fn account_error(e: account::AccountError) -> CommandError {
         E::InvalidToken => CommandError::InvalidToken("Token could not be verified".into()),
         E::ExpiredToken => CommandError::ExpiredToken("Token has expired".into()),
         E::TokenRevoked => CommandError::ExpiredToken("Token has been revoked".into()),
-        E::DuplicateAppPassword(_) | E::InvalidAppPasswordName | E::InvalidEmail => {
+        E::InvalidEmail => CommandError::Named { name: "InvalidEmail", message: "invalid email".into() },
+        E::TokenRequired => CommandError::Named { name: "TokenRequired", message: "confirmation token required".into() },
+        E::DuplicateAppPassword(_) | E::InvalidAppPasswordName => {
             CommandError::InvalidRequest(e.to_string())
         }
         E::InvalidCommand(_) | E::SecretNotProtected(_) => CommandError::Internal(e.to_string()),
@@ -392,4 +417,39 @@ pub(crate) fn account_error(e: account::AccountError) -> CommandError {
 /// Runs CPU-heavy work (argon2) off the async threads.
 pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, CommandError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| CommandError::Internal(format!("worker failed: {e}")))
+}
+
+/// Decides on `account/<did>` and appends, retrying on a concurrent change (the common loop of
+/// the account commands). `email` names the address an append may race for (`EmailTaken`).
+pub(crate) async fn decide_on_account(
+    ctx: &Ctx,
+    did: &str,
+    email: &str,
+    decide: impl Fn(&AccountState, i64) -> Result<Vec<AccountEvent>, CommandError>,
+) -> Result<(), CommandError> {
+    let parsed = Did::parse(did).map_err(|_| CommandError::AccountNotFound)?;
+    for _ in 0..3 {
+        let (state, version) = load_account(ctx.log(), did).await?;
+        let (now_micros, _) = now();
+        let events = decide(&state, now_micros)?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        match ctx.appender.append(vec![account_append(&parsed, ExpectedVersion::Exact(version), &events)]).await {
+            Ok(_) => return Ok(()),
+            Err(AppendError::Conflict { .. }) => continue,
+            Err(e) => return Err(append_error(e, "", email)),
+        }
+    }
+    Err(CommandError::Conflict(format!("account/{did}")))
+}
+
+/// The account aggregate's refusals in the emailed-token flows, with the reference's messages
+/// ("Token is invalid", "Token is expired").
+pub(crate) fn email_token_error(e: account::AccountError) -> CommandError {
+    match e {
+        account::AccountError::InvalidToken => CommandError::InvalidToken("Token is invalid".into()),
+        account::AccountError::ExpiredToken => CommandError::ExpiredToken("Token is expired".into()),
+        e => account_error(e),
+    }
 }

@@ -10,6 +10,7 @@ pub mod cbor;
 pub mod commit;
 pub mod crypto;
 pub mod did_doc;
+pub mod email_token;
 pub mod handle_rules;
 pub mod invite;
 pub mod json;

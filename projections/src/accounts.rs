@@ -48,6 +48,7 @@ pub const PROJECTOR: Projector = Projector {
             name: "account_refresh_tokens",
             columns: &["token_hash", "did", "family", "app_password_name", "expires_at", "successor"],
         },
+        Table { name: "account_email_tokens", columns: &["did", "purpose", "token_hash", "expires_at"] },
     ],
     apply,
 };
@@ -80,6 +81,7 @@ async fn delete_account(tx: &mut Tx<'_>, did: &str) -> Result<(), sqlx::Error> {
     exec(tx, "DELETE FROM accounts WHERE did = ?", &[did.into()]).await?;
     exec(tx, "DELETE FROM account_app_passwords WHERE did = ?", &[did.into()]).await?;
     exec(tx, DELETE_TOKENS, &[did.into()]).await?;
+    exec(tx, "DELETE FROM account_email_tokens WHERE did = ?", &[did.into()]).await?;
     Ok(())
 }
 
@@ -191,6 +193,28 @@ async fn apply_one(tx: &mut Tx<'_>, did: &str, event: &AccountEvent) -> Result<(
             )
             .await?;
         }
+        AccountEvent::EmailTokenIssued { purpose, token_hash, expires_at, .. } => {
+            exec(
+                tx,
+                "DELETE FROM account_email_tokens WHERE did = ? AND purpose = ?",
+                &[did.into(), purpose.as_str().into()],
+            )
+            .await?;
+            exec(
+                tx,
+                "INSERT INTO account_email_tokens (did, purpose, token_hash, expires_at) VALUES (?, ?, ?, ?)",
+                &[did.into(), purpose.as_str().into(), token_hash.clone().into(), (*expires_at).into()],
+            )
+            .await?;
+        }
+        AccountEvent::EmailTokenUsed { purpose, .. } => {
+            exec(
+                tx,
+                "DELETE FROM account_email_tokens WHERE did = ? AND purpose = ?",
+                &[did.into(), purpose.as_str().into()],
+            )
+            .await?;
+        }
         AccountEvent::Activated { .. } => {
             exec(tx, "UPDATE accounts SET deactivated_at = NULL, delete_after = NULL WHERE did = ?", &[did.into()])
                 .await?;
@@ -289,7 +313,21 @@ macro_rules! fetch {
 /// stream version *before* calling this and append at that version, so a change committed in
 /// between makes the append conflict instead of being overwritten.
 pub async fn snapshot(log: &EventLog, did: &str) -> Result<Option<domain::account::Account>, ProjectionError> {
-    use domain::account::{Account, AppPassword, Deactivation, RefreshToken, Takedown};
+    read_account(log, did, true).await
+}
+
+/// The account of `did` without its credentials: app passwords, refresh tokens and emailed
+/// tokens are left empty. One primary-key lookup, for reads that show or use the account
+/// (`getSession`, the signing key) and never decide on its sessions.
+pub async fn profile(log: &EventLog, did: &str) -> Result<Option<domain::account::Account>, ProjectionError> {
+    read_account(log, did, false).await
+}
+
+async fn read_account(
+    log: &EventLog,
+    did: &str,
+    credentials: bool,
+) -> Result<Option<domain::account::Account>, ProjectionError> {
     let bad = |what: &str| ProjectionError::Apply { projector: NAME, position: 0, message: format!("{did}: stored {what} is invalid") };
     let row: Option<AccountRowT> = fetch!(
         log,
@@ -300,6 +338,9 @@ pub async fn snapshot(log: &EventLog, did: &str) -> Result<Option<domain::accoun
         did
     );
     let Some(r) = row else { return Ok(None) };
+    if !credentials {
+        return account_from(did, r, vec![], vec![], Default::default()).map(Some);
+    }
     let apps: Vec<(String, String, i64, i64)> = fetch!(
         log,
         fetch_all,
@@ -312,11 +353,36 @@ pub async fn snapshot(log: &EventLog, did: &str) -> Result<Option<domain::accoun
         "SELECT token_hash, family, app_password_name, expires_at, successor FROM account_refresh_tokens WHERE did = ?",
         did
     );
+    let email_tokens: Vec<(String, String, i64)> = fetch!(
+        log,
+        fetch_all,
+        "SELECT purpose, token_hash, expires_at FROM account_email_tokens WHERE did = ?",
+        did
+    );
+    let email_tokens = email_tokens
+        .into_iter()
+        .map(|(purpose, token_hash, expires_at)| {
+            let purpose = domain::account::EmailTokenPurpose::parse(&purpose).ok_or_else(|| bad("email token purpose"))?;
+            Ok((purpose, domain::account::EmailToken { token_hash, expires_at }))
+        })
+        .collect::<Result<_, ProjectionError>>()?;
+    account_from(did, r, apps, tokens, email_tokens).map(Some)
+}
+
+fn account_from(
+    did: &str,
+    r: AccountRowT,
+    apps: Vec<(String, String, i64, i64)>,
+    tokens: Vec<TokenRowT>,
+    email_tokens: std::collections::BTreeMap<domain::account::EmailTokenPurpose, domain::account::EmailToken>,
+) -> Result<domain::account::Account, ProjectionError> {
+    use domain::account::{Account, AppPassword, Deactivation, RefreshToken, Takedown};
+    let bad = |what: &str| ProjectionError::Apply { projector: NAME, position: 0, message: format!("{did}: stored {what} is invalid") };
     let plc_genesis = match r.6 {
         Some(s) => Some(domain::cbor::Cid::try_from(s.as_str()).map_err(|_| bad("plc_genesis"))?),
         None => None,
     };
-    Ok(Some(Account {
+    Ok(Account {
         did: domain::syntax::Did::parse(did).map_err(|_| bad("did"))?,
         handle: domain::syntax::Handle::parse(&r.0).map_err(|_| bad("handle"))?,
         email: r.1,
@@ -341,7 +407,8 @@ pub async fn snapshot(log: &EventLog, did: &str) -> Result<Option<domain::accoun
                 (hash, RefreshToken { family, app_password_name, expires_at, successor })
             })
             .collect(),
-    }))
+        email_tokens,
+    })
 }
 
 /// Whether the refresh token `token_hash` of `did` is still held (not revoked, not pruned): the
@@ -354,4 +421,14 @@ pub async fn refresh_token_held(log: &EventLog, did: &str, token_hash: &str) -> 
     )
     .await?
     .is_some())
+}
+
+/// The DID whose live token of `purpose` has this hash (`resetPassword` knows only the token).
+pub async fn did_by_email_token(log: &EventLog, purpose: &str, token_hash: &str) -> Result<Option<String>, ProjectionError> {
+    Ok(fetch_text(
+        log.read_pool(),
+        "SELECT did FROM account_email_tokens WHERE token_hash = ? AND purpose = ?",
+        &[token_hash.into(), purpose.into()],
+    )
+    .await?)
 }

@@ -18,3 +18,4 @@ mod admin_accounts;
 mod sync;
 mod sync_interop;
 mod identity;
+mod email;

@@ -12,7 +12,7 @@
 use crate::key_encryption;
 use crate::syntax::{Did, Handle};
 
-use super::events::{AccountCreated, AccountEvent, AccountStatus};
+use super::events::{AccountCreated, AccountEvent, AccountStatus, EmailTokenPurpose};
 use super::state::{Account, AccountState};
 
 /// The reference's refresh-token grace period after a rotation: 2 hours.
@@ -57,6 +57,9 @@ pub enum AccountError {
     InvalidAppPasswordName,
     #[error("email does not match the account's address")]
     InvalidEmail,
+    /// `updateEmail` on a confirmed address without the emailed token (`TokenRequired`).
+    #[error("confirmation token required")]
+    TokenRequired,
     #[error("invalid command: {0}")]
     InvalidCommand(&'static str),
     /// Design invariant 5: only hashes and encrypted bytes may enter the log.
@@ -623,4 +626,103 @@ fn status_after(account: &Account, event: &AccountEvent) -> AccountEvent {
             status: Some(AccountStatus::Deleted),
         },
     }
+}
+
+// ---- emailed tokens ------------------------------------------------------------------------
+
+/// `request*` (email confirmation / update, password reset, account deletion): a new token of
+/// `purpose` (its keyed hash; the caller mails the token), replacing any earlier one.
+pub fn decide_issue_email_token(
+    state: &AccountState,
+    purpose: EmailTokenPurpose,
+    token_hash: String,
+    now: i64,
+) -> Result<Vec<AccountEvent>, AccountError> {
+    live(state)?;
+    check_token_hash(&token_hash)?;
+    Ok(vec![AccountEvent::EmailTokenIssued {
+        purpose,
+        token_hash,
+        expires_at: now.saturating_add(crate::email_token::LIFETIME_MICROS),
+        at: now,
+    }])
+}
+
+/// The reference's `assertValidToken`: no token of that purpose, or another one →
+/// `InvalidToken`; past its 15 minutes → `ExpiredToken`.
+pub fn check_email_token(
+    account: &Account,
+    purpose: EmailTokenPurpose,
+    token_hash: &str,
+    now: i64,
+) -> Result<(), AccountError> {
+    let Some(t) = account.email_tokens.get(&purpose) else {
+        return Err(AccountError::InvalidToken);
+    };
+    if !crate::password::hashes_equal(&t.token_hash, token_hash) {
+        return Err(AccountError::InvalidToken);
+    }
+    if t.expires_at <= now {
+        return Err(AccountError::ExpiredToken);
+    }
+    Ok(())
+}
+
+/// `confirmEmail` with its token: token first, then the address must be the account's →
+/// `email_confirmed` + the token used.
+pub fn decide_confirm_email_with_token(
+    state: &AccountState,
+    email: &str,
+    token_hash: &str,
+    now: i64,
+) -> Result<Vec<AccountEvent>, AccountError> {
+    let account = live(state)?;
+    check_email_token(account, EmailTokenPurpose::ConfirmEmail, token_hash, now)?;
+    let mut events = decide_confirm_email(state, email, now)?;
+    events.push(AccountEvent::EmailTokenUsed {
+        purpose: EmailTokenPurpose::ConfirmEmail,
+        at: now,
+    });
+    Ok(events)
+}
+
+/// `updateEmail`: a confirmed address needs the `update_email` token (`TokenRequired`); a
+/// token, when given, must be valid. The new address is unconfirmed.
+pub fn decide_update_email_with_token(
+    state: &AccountState,
+    email: &str,
+    token_hash: Option<&str>,
+    now: i64,
+) -> Result<Vec<AccountEvent>, AccountError> {
+    let account = live(state)?;
+    match token_hash {
+        None if account.email_confirmed_at.is_some() => return Err(AccountError::TokenRequired),
+        None => {}
+        Some(h) => check_email_token(account, EmailTokenPurpose::UpdateEmail, h, now)?,
+    }
+    let mut events = decide_update_email(state, email, now)?;
+    if token_hash.is_some() {
+        events.push(AccountEvent::EmailTokenUsed {
+            purpose: EmailTokenPurpose::UpdateEmail,
+            at: now,
+        });
+    }
+    Ok(events)
+}
+
+/// `resetPassword`: the `reset_password` token, then the new password (every session revoked).
+pub fn decide_reset_password(
+    state: &AccountState,
+    token_hash: &str,
+    password_hash: String,
+    now: i64,
+) -> Result<Vec<AccountEvent>, AccountError> {
+    let account = live(state)?;
+    check_email_token(account, EmailTokenPurpose::ResetPassword, token_hash, now)?;
+    let mut events = decide_change_password(state, password_hash, now)?;
+    events.push(AccountEvent::EmailTokenUsed {
+        purpose: EmailTokenPurpose::ResetPassword,
+        at: now,
+    });
+    Ok(events)
 }

@@ -25,6 +25,8 @@ mod state;
 mod tests;
 
 pub use decide::{
+    check_email_token, decide_confirm_email_with_token, decide_issue_email_token, decide_reset_password,
+    decide_update_email_with_token,
     decide_activate, decide_change_password, decide_confirm_email, decide_create_account,
     decide_create_app_password, decide_create_session, decide_deactivate, decide_delete,
     decide_delete_session, decide_lift_deactivation, decide_refresh_session, decide_revoke_app_password, decide_update_email,
@@ -33,11 +35,11 @@ pub use decide::{
     APP_PASSWORD_NAME_MAX, REFRESH_GRACE_MICROS,
 };
 pub use events::{
-    AccountCreated, AccountEvent, AccountStatus, EventDecodeError, EVENT_TYPES, EVENT_VERSION,
+    AccountCreated, AccountEvent, AccountStatus, EmailTokenPurpose, EventDecodeError, EVENT_TYPES, EVENT_VERSION,
 };
 pub use rotation::successor_jti;
 pub use state::{
-    evolve, Account, AccountState, AppPassword, Deactivation, RefreshToken, Takedown,
+    evolve, Account, AccountState, AppPassword, Deactivation, EmailToken, RefreshToken, Takedown,
     RETIRED_TOKEN_MEMORY_MICROS,
 };
 

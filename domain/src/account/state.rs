@@ -11,7 +11,7 @@ use crate::cbor::Cid;
 use crate::session_jwt::Scope;
 use crate::syntax::{Did, Handle};
 
-use super::events::{AccountCreated, AccountEvent, AccountStatus};
+use super::events::{AccountCreated, AccountEvent, AccountStatus, EmailTokenPurpose};
 
 /// How long a rotated refresh token is remembered after its grace period ended, so that its
 /// reuse is recognised and revokes the family. Older ones are forgotten (presenting one is then
@@ -50,6 +50,15 @@ pub struct Account {
     pub app_passwords: BTreeMap<String, AppPassword>,
     /// By token hash (`refresh_token_hash` of the `jti`).
     pub refresh_tokens: BTreeMap<String, RefreshToken>,
+    /// The live emailed token of each purpose.
+    pub email_tokens: BTreeMap<EmailTokenPurpose, EmailToken>,
+}
+
+/// An emailed token: its keyed hash and when it stops being accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailToken {
+    pub token_hash: String,
+    pub expires_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,6 +189,7 @@ fn created(c: &AccountCreated) -> Account {
         takedown: None,
         app_passwords: BTreeMap::new(),
         refresh_tokens: BTreeMap::new(),
+        email_tokens: BTreeMap::new(),
     }
 }
 
@@ -279,6 +289,23 @@ pub fn evolve(state: AccountState, event: &AccountEvent) -> AccountState {
         }
         AccountEvent::SessionRevoked { family, .. }
         | AccountEvent::SessionFamilyRevoked { family, .. } => a.revoke_family(family),
+        AccountEvent::EmailTokenIssued {
+            purpose,
+            token_hash,
+            expires_at,
+            ..
+        } => {
+            a.email_tokens.insert(
+                *purpose,
+                EmailToken {
+                    token_hash: token_hash.clone(),
+                    expires_at: *expires_at,
+                },
+            );
+        }
+        AccountEvent::EmailTokenUsed { purpose, .. } => {
+            a.email_tokens.remove(purpose);
+        }
         AccountEvent::Activated { .. } => a.deactivation = None,
         AccountEvent::Deactivated { delete_after, at } => {
             a.deactivation = Some(Deactivation {
