@@ -65,6 +65,9 @@ pub fn command_error(e: CommandError) -> XrpcError {
         CommandError::ServiceAuth { name, message } => XrpcError::new(StatusCode::UNAUTHORIZED, name, message),
         CommandError::BadExpiration(m) => bad("BadExpiration", m),
         CommandError::Named { name, message } => bad(name, message),
+        e @ CommandError::AuthFactorTokenRequired(_) => {
+            XrpcError::new(StatusCode::UNAUTHORIZED, "AuthFactorTokenRequired", e.to_string())
+        }
         e @ (CommandError::Plc(_) | CommandError::Conflict(_) | CommandError::Internal(_)) => XrpcError::internal(&e),
     }
 }
@@ -109,7 +112,7 @@ fn account_json(a: &AccountView) -> serde_json::Map<String, Value> {
     m.insert("didDoc".into(), a.did_doc.clone());
     m.insert("email".into(), json!(a.email));
     m.insert("emailConfirmed".into(), json!(a.email_confirmed));
-    m.insert("emailAuthFactor".into(), json!(false));
+    m.insert("emailAuthFactor".into(), json!(a.email_auth_factor));
     m.insert("active".into(), json!(a.active));
     if let Some(s) = a.status {
         m.insert("status".into(), json!(s));
@@ -175,14 +178,20 @@ struct CreateSessionBody {
     password: String,
     #[serde(default)]
     allow_takendown: bool,
+    auth_factor_token: Option<String>,
 }
 
 async fn create_session(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, XrpcError> {
     let b: CreateSessionBody = body(&bytes)?;
     let ctx = ctx(&state)?;
-    let s = commands::create_session(&ctx, &b.identifier, b.password, b.allow_takendown)
-        .await
-        .map_err(command_error)?;
+    let s = match commands::create_session(&ctx, &b.identifier, b.password, b.allow_takendown, b.auth_factor_token.as_deref()).await {
+        Ok(s) => s,
+        Err(CommandError::AuthFactorTokenRequired(mail)) => {
+            crate::mail::deliver(&state.config, &mail).map_err(|e| XrpcError::internal(&e))?;
+            return Err(command_error(CommandError::AuthFactorTokenRequired(mail)));
+        }
+        Err(e) => return Err(command_error(e)),
+    };
     Ok(session_json(&s))
 }
 

@@ -2,9 +2,9 @@
 //! requestEmailConfirmation, confirmEmail, requestEmailUpdate, updateEmail,
 //! requestPasswordReset, resetPassword, requestAccountDelete, deleteAccount}`. The `request*`
 //! handlers deliver the command's [`commands::Mail`] through `mail.rs` (the dev mail sink).
-//! Session-authenticated ones need standard access (no takendown session). Email two-factor
-//! login (`emailAuthFactor`, `authFactorToken`) is not built: `updateEmail` ignores
-//! `emailAuthFactor`.
+//! Session-authenticated ones need standard access (no takendown session). `updateEmail` with
+//! `emailAuthFactor` switches email two-factor login (`createSession` then answers 401
+//! `AuthFactorTokenRequired` and mails a sign-in code until `authFactorToken` carries it).
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -84,7 +84,6 @@ async fn confirm_email(State(state): State<AppState>, auth: AccessAuth, bytes: B
 struct UpdateBody {
     email: String,
     token: Option<String>,
-    #[allow(dead_code)]
     email_auth_factor: Option<bool>,
 }
 
@@ -92,7 +91,7 @@ async fn update_email(State(state): State<AppState>, auth: AccessAuth, bytes: By
     require_standard_access(&auth)?;
     let b: UpdateBody = body(&bytes)?;
     let ctx = ctx(&state)?;
-    commands::update_email(&ctx, &auth.did, &b.email, b.token.as_deref()).await.map_err(command_error)?;
+    commands::update_email(&ctx, &auth.did, &b.email, b.token.as_deref(), b.email_auth_factor).await.map_err(command_error)?;
     Ok(StatusCode::OK)
 }
 

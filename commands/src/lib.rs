@@ -163,6 +163,10 @@ pub enum CommandError {
     /// `AuthMissing`); 401.
     #[error("{message}")]
     ServiceAuth { name: &'static str, message: String },
+    /// A password login that needs the emailed sign-in code: `api` sends the mail, then answers
+    /// 401 `AuthFactorTokenRequired`.
+    #[error("A sign in code has been sent to your email address")]
+    AuthFactorTokenRequired(Box<request_email_token::Mail>),
     /// `getServiceAuth` with an `exp` it may not grant.
     #[error("{0}")]
     BadExpiration(String),
@@ -291,6 +295,7 @@ pub struct AccountView {
     pub handle: String,
     pub email: String,
     pub email_confirmed: bool,
+    pub email_auth_factor: bool,
     pub active: bool,
     pub status: Option<&'static str>,
     pub did_doc: serde_json::Value,
@@ -327,6 +332,7 @@ pub fn account_view(ctx: &Ctx, a: &Account) -> AccountView {
         handle: a.handle.as_str().to_owned(),
         email: a.email.clone(),
         email_confirmed: a.email_confirmed_at.is_some(),
+        email_auth_factor: a.email_auth_factor,
         active: status.is_none(),
         status: status.map(|s| s.as_str()),
         did_doc: did_doc(ctx, a),
@@ -406,6 +412,10 @@ pub(crate) fn account_error(e: account::AccountError) -> CommandError {
         E::ExpiredToken => CommandError::ExpiredToken("Token has expired".into()),
         E::TokenRevoked => CommandError::ExpiredToken("Token has been revoked".into()),
         E::InvalidEmail => CommandError::Named { name: "InvalidEmail", message: "invalid email".into() },
+        E::AuthFactorTokenRequired => CommandError::ServiceAuth {
+            name: "AuthFactorTokenRequired",
+            message: "A sign in code has been sent to your email address".into(),
+        },
         E::TokenRequired => CommandError::Named { name: "TokenRequired", message: "confirmation token required".into() },
         E::DuplicateAppPassword(_) | E::InvalidAppPasswordName => {
             CommandError::InvalidRequest(e.to_string())

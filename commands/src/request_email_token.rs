@@ -51,12 +51,13 @@ pub async fn request_password_reset(ctx: &Ctx, email: &str) -> Result<Option<Mai
     request_email_token(ctx, &did, EmailTokenPurpose::ResetPassword).await
 }
 
-fn mail(purpose: EmailTokenPurpose, to: String, handle: &str, token: &str) -> Mail {
+pub(crate) fn mail(purpose: EmailTokenPurpose, to: String, handle: &str, token: &str) -> Mail {
     let (subject, what) = match purpose {
         EmailTokenPurpose::ConfirmEmail => ("Confirm your email", "confirm this email address"),
         EmailTokenPurpose::UpdateEmail => ("Update your email", "change your account's email address"),
         EmailTokenPurpose::ResetPassword => ("Password reset requested", "reset your password"),
         EmailTokenPurpose::DeleteAccount => ("Account deletion request", "delete your account"),
+        EmailTokenPurpose::SignIn => ("Sign in code", "sign in"),
     };
     let text = format!(
         "Hi {handle},\n\nUse this code to {what}. It expires in 15 minutes.\n\nToken: {token}\n\n\

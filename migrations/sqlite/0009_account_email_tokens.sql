@@ -9,3 +9,6 @@ CREATE TABLE account_email_tokens (
     PRIMARY KEY (did, purpose)
 ) WITHOUT ROWID;
 CREATE INDEX account_email_tokens_hash ON account_email_tokens (token_hash);
+
+-- Email two-factor login (account.email_auth_factor_updated).
+ALTER TABLE accounts ADD COLUMN email_auth_factor INTEGER NOT NULL DEFAULT 0;

@@ -38,6 +38,7 @@ pub const PROJECTOR: Projector = Projector {
                 "delete_after",
                 "takedown_ref",
                 "taken_down_at",
+                "email_auth_factor",
             ],
         },
         Table {
@@ -215,6 +216,10 @@ async fn apply_one(tx: &mut Tx<'_>, did: &str, event: &AccountEvent) -> Result<(
             )
             .await?;
         }
+        AccountEvent::EmailAuthFactorUpdated { enabled, .. } => {
+            exec(tx, "UPDATE accounts SET email_auth_factor = ? WHERE did = ?", &[i64::from(*enabled).into(), did.into()])
+                .await?;
+        }
         AccountEvent::Activated { .. } => {
             exec(tx, "UPDATE accounts SET deactivated_at = NULL, delete_after = NULL WHERE did = ?", &[did.into()])
                 .await?;
@@ -289,6 +294,7 @@ type AccountRowT = (
     Option<i64>,
     Option<String>,
     Option<i64>,
+    i64,
 );
 
 /// token_hash, family, app_password_name, expires_at, successor.
@@ -333,8 +339,8 @@ async fn read_account(
         log,
         fetch_optional,
         "SELECT handle, email, email_confirmed_at, password_hash, signing_key_encrypted, signing_did_key, \
-         plc_genesis, invite_code, created_at, deactivated_at, delete_after, takedown_ref, taken_down_at \
-         FROM accounts WHERE did = ?",
+         plc_genesis, invite_code, created_at, deactivated_at, delete_after, takedown_ref, taken_down_at, \
+         email_auth_factor FROM accounts WHERE did = ?",
         did
     );
     let Some(r) = row else { return Ok(None) };
@@ -387,6 +393,7 @@ fn account_from(
         handle: domain::syntax::Handle::parse(&r.0).map_err(|_| bad("handle"))?,
         email: r.1,
         email_confirmed_at: r.2,
+        email_auth_factor: r.13 != 0,
         password_hash: r.3,
         signing_key_encrypted: r.4,
         signing_did_key: r.5,

@@ -4,8 +4,9 @@
 //! requestEmailUpdate (`tokenRequired` once confirmed) / updateEmail (`TokenRequired`, taken
 //! address), requestPasswordReset (silent for unknown addresses) / resetPassword (sessions end,
 //! the new password logs in), requestAccountDelete / deleteAccount (wrong password, wrong token,
-//! then erasure: `#account{deleted}`, login refused, handle free); the log holds no token; replay
-//! + verify.
+//! then erasure: `#account{deleted}`, login refused, handle free); email two-factor login
+//! (`AuthFactorTokenRequired`, the mailed sign-in code used once, app passwords exempt); the log
+//! holds no token; replay + verify.
 
 use std::path::{Path, PathBuf};
 
@@ -114,6 +115,26 @@ async fn email_flow(pg: Option<&PgDatabase>) {
     let relogin = login(s, "alice.test", "brand-new-pw").await;
     assert_eq!(relogin.0, 200, "{relogin:?}");
     let access = relogin.1["accessJwt"].as_str().unwrap().to_owned();
+
+    // --- email two-factor login ----------------------------------------------------------------------
+    let on = post(s, update, Some(&access), json!({ "email": "alice@example.com", "emailAuthFactor": true })).await;
+    assert_eq!(on.0, 200, "{on:?}");
+    assert_eq!(get(s, "com.atproto.server.getSession", Some(&access)).await.1["emailAuthFactor"], true);
+    let app_pw = post(s, "com.atproto.server.createAppPassword", Some(&access), json!({ "name": "bot" })).await.1["password"].as_str().unwrap().to_owned();
+    let needed = login(s, "alice.test", "brand-new-pw").await;
+    assert_error(&needed, 401, "AuthFactorTokenRequired");
+    assert_eq!(needed.1["message"], "A sign in code has been sent to your email address");
+    let code = last_token(&data, "alice@example.com", "Sign in code");
+    let with = |token: &str| json!({ "identifier": "alice.test", "password": "brand-new-pw", "authFactorToken": token });
+    assert_error(&post(s, "com.atproto.server.createSession", None, with("AAAAA-AAAAA")).await, 400, "InvalidToken");
+    assert_error(&post(s, "com.atproto.server.createSession", None, json!({ "identifier": "alice.test", "password": "wrong-pw", "authFactorToken": code })).await, 401, "AuthenticationRequired");
+    let in2 = post(s, "com.atproto.server.createSession", None, with(&code)).await;
+    assert_eq!(in2.0, 200, "{in2:?}");
+    assert_eq!(in2.1["emailAuthFactor"], true);
+    assert_error(&post(s, "com.atproto.server.createSession", None, with(&code)).await, 400, "InvalidToken");
+    assert_eq!(login(s, "alice.test", &app_pw).await.0, 200, "app passwords skip the second factor");
+    assert_eq!(post(s, update, Some(&access), json!({ "email": "alice@example.com", "emailAuthFactor": false })).await.0, 200);
+    assert_eq!(login(s, "alice.test", "brand-new-pw").await.0, 200);
 
     // --- the log holds no token and no mail ------------------------------------------------------
     let log = reqwest::Client::new()

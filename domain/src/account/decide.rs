@@ -57,6 +57,9 @@ pub enum AccountError {
     InvalidAppPasswordName,
     #[error("email does not match the account's address")]
     InvalidEmail,
+    /// A password login of an account with email two-factor, without the emailed code.
+    #[error("A sign in code has been sent to your email address")]
+    AuthFactorTokenRequired,
     /// `updateEmail` on a confirmed address without the emailed token (`TokenRequired`).
     #[error("confirmation token required")]
     TokenRequired,
@@ -688,10 +691,12 @@ pub fn decide_confirm_email_with_token(
 
 /// `updateEmail`: a confirmed address needs the `update_email` token (`TokenRequired`); a
 /// token, when given, must be valid. The new address is unconfirmed.
+/// The same address again changes nothing but (reference) may switch `email_auth_factor`.
 pub fn decide_update_email_with_token(
     state: &AccountState,
     email: &str,
     token_hash: Option<&str>,
+    email_auth_factor: Option<bool>,
     now: i64,
 ) -> Result<Vec<AccountEvent>, AccountError> {
     let account = live(state)?;
@@ -700,7 +705,14 @@ pub fn decide_update_email_with_token(
         None => {}
         Some(h) => check_email_token(account, EmailTokenPurpose::UpdateEmail, h, now)?,
     }
-    let mut events = decide_update_email(state, email, now)?;
+    let mut events = if email.to_lowercase() == account.email {
+        vec![]
+    } else {
+        decide_update_email(state, email, now)?
+    };
+    if let Some(enabled) = email_auth_factor.filter(|e| *e != account.email_auth_factor) {
+        events.push(AccountEvent::EmailAuthFactorUpdated { enabled, at: now });
+    }
     if token_hash.is_some() {
         events.push(AccountEvent::EmailTokenUsed {
             purpose: EmailTokenPurpose::UpdateEmail,
@@ -725,4 +737,27 @@ pub fn decide_reset_password(
         at: now,
     });
     Ok(events)
+}
+
+/// Email two-factor at login (reference `createSession`), after the password checked: only a
+/// login with the account password of an account with `email_auth_factor` needs the emailed
+/// sign-in code (app passwords do not). No code → `AuthFactorTokenRequired` (the caller mails
+/// one); a code → checked like every emailed token, and used.
+pub fn decide_sign_in_factor(
+    account: &Account,
+    account_password_login: bool,
+    token_hash: Option<&str>,
+    now: i64,
+) -> Result<Vec<AccountEvent>, AccountError> {
+    if !account.email_auth_factor || !account_password_login {
+        return Ok(vec![]);
+    }
+    let Some(h) = token_hash else {
+        return Err(AccountError::AuthFactorTokenRequired);
+    };
+    check_email_token(account, EmailTokenPurpose::SignIn, h, now)?;
+    Ok(vec![AccountEvent::EmailTokenUsed {
+        purpose: EmailTokenPurpose::SignIn,
+        at: now,
+    }])
 }

@@ -60,6 +60,8 @@ pub enum EmailTokenPurpose {
     UpdateEmail,
     ResetPassword,
     DeleteAccount,
+    /// The emailed sign-in code of email two-factor login (`authFactorToken`).
+    SignIn,
 }
 
 impl EmailTokenPurpose {
@@ -70,6 +72,7 @@ impl EmailTokenPurpose {
             EmailTokenPurpose::UpdateEmail => "update_email",
             EmailTokenPurpose::ResetPassword => "reset_password",
             EmailTokenPurpose::DeleteAccount => "delete_account",
+            EmailTokenPurpose::SignIn => "2fa_code",
         }
     }
 
@@ -79,6 +82,7 @@ impl EmailTokenPurpose {
             EmailTokenPurpose::UpdateEmail,
             EmailTokenPurpose::ResetPassword,
             EmailTokenPurpose::DeleteAccount,
+            EmailTokenPurpose::SignIn,
         ]
         .into_iter()
         .find(|p| p.as_str() == s)
@@ -181,6 +185,11 @@ pub enum AccountEvent {
         expires_at: i64,
         at: i64,
     },
+    /// Email two-factor login switched on or off (`updateEmail` with `emailAuthFactor`).
+    EmailAuthFactorUpdated {
+        enabled: bool,
+        at: i64,
+    },
     /// The token of `purpose` was used (and is gone).
     EmailTokenUsed {
         purpose: EmailTokenPurpose,
@@ -247,6 +256,7 @@ const SESSION_REVOKED: &str = "account.session_revoked";
 const SESSION_FAMILY_REVOKED: &str = "account.session_family_revoked";
 const EMAIL_TOKEN_ISSUED: &str = "account.email_token_issued";
 const EMAIL_TOKEN_USED: &str = "account.email_token_used";
+const EMAIL_AUTH_FACTOR_UPDATED: &str = "account.email_auth_factor_updated";
 const ACTIVATED: &str = "account.activated";
 const DEACTIVATED: &str = "account.deactivated";
 const TAKEDOWN_UPDATED: &str = "account.takedown_updated";
@@ -255,7 +265,7 @@ const IDENTITY: &str = "account.identity";
 const STATUS: &str = "account.status";
 
 /// Every event type name, in declaration order.
-pub const EVENT_TYPES: [&str; 19] = [
+pub const EVENT_TYPES: [&str; 20] = [
     CREATED,
     HANDLE_UPDATED,
     EMAIL_UPDATED,
@@ -269,6 +279,7 @@ pub const EVENT_TYPES: [&str; 19] = [
     SESSION_FAMILY_REVOKED,
     EMAIL_TOKEN_ISSUED,
     EMAIL_TOKEN_USED,
+    EMAIL_AUTH_FACTOR_UPDATED,
     ACTIVATED,
     DEACTIVATED,
     TAKEDOWN_UPDATED,
@@ -294,6 +305,7 @@ impl AccountEvent {
             AccountEvent::SessionFamilyRevoked { .. } => SESSION_FAMILY_REVOKED,
             AccountEvent::EmailTokenIssued { .. } => EMAIL_TOKEN_ISSUED,
             AccountEvent::EmailTokenUsed { .. } => EMAIL_TOKEN_USED,
+            AccountEvent::EmailAuthFactorUpdated { .. } => EMAIL_AUTH_FACTOR_UPDATED,
             AccountEvent::Activated { .. } => ACTIVATED,
             AccountEvent::Deactivated { .. } => DEACTIVATED,
             AccountEvent::TakedownUpdated { .. } => TAKEDOWN_UPDATED,
@@ -419,6 +431,9 @@ impl AccountEvent {
             AccountEvent::EmailTokenUsed { purpose, at } => {
                 m.str("purpose", purpose.as_str()).int("at", *at);
             }
+            AccountEvent::EmailAuthFactorUpdated { enabled, at } => {
+                m.bool("enabled", *enabled).int("at", *at);
+            }
             AccountEvent::Activated { at } | AccountEvent::Deleted { at } => {
                 m.int("at", *at);
             }
@@ -542,6 +557,10 @@ impl AccountEvent {
             },
             EMAIL_TOKEN_USED => AccountEvent::EmailTokenUsed {
                 purpose: f.purpose("purpose")?,
+                at: f.int("at")?,
+            },
+            EMAIL_AUTH_FACTOR_UPDATED => AccountEvent::EmailAuthFactorUpdated {
+                enabled: f.bool("enabled")?,
                 at: f.int("at")?,
             },
             ACTIVATED => AccountEvent::Activated { at: f.int("at")? },

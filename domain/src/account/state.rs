@@ -37,6 +37,8 @@ pub struct Account {
     /// Lowercased.
     pub email: String,
     pub email_confirmed_at: Option<i64>,
+    /// Email two-factor login: a password login also needs the emailed sign-in code.
+    pub email_auth_factor: bool,
     /// argon2id PHC string.
     pub password_hash: String,
     pub signing_key_encrypted: Vec<u8>,
@@ -176,6 +178,7 @@ fn created(c: &AccountCreated) -> Account {
         handle: c.handle.clone(),
         email: c.email.clone(),
         email_confirmed_at: None,
+        email_auth_factor: false,
         password_hash: c.password_hash.clone(),
         signing_key_encrypted: c.signing_key_encrypted.clone(),
         signing_did_key: c.signing_did_key.clone(),
@@ -306,6 +309,7 @@ pub fn evolve(state: AccountState, event: &AccountEvent) -> AccountState {
         AccountEvent::EmailTokenUsed { purpose, .. } => {
             a.email_tokens.remove(purpose);
         }
+        AccountEvent::EmailAuthFactorUpdated { enabled, .. } => a.email_auth_factor = *enabled,
         AccountEvent::Activated { .. } => a.deactivation = None,
         AccountEvent::Deactivated { delete_after, at } => {
             a.deactivation = Some(Deactivation {
