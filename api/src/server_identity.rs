@@ -1,7 +1,11 @@
 //! Identity and inter-service auth over XRPC: `com.atproto.identity.updateHandle` (standard
 //! access, not takendown), `com.atproto.identity.getRecommendedDidCredentials`,
 //! `com.atproto.server.getServiceAuth` (standard access, or a takendown session minting a
-//! createAccount token to migrate away). Parses, calls `commands`, renders.
+//! createAccount token to migrate away), and the PLC operation trio of a migration:
+//! `requestPlcOperationSignature` (full access; mails a `plc_operation` token),
+//! `signPlcOperation` (full access + token → an update op signed with the rotation key, not
+//! submitted), `submitPlcOperation` (standard access; checked, sent to the directory, then
+//! `#identity`). Parses, calls `commands`, renders.
 
 use std::collections::HashMap;
 
@@ -18,7 +22,7 @@ use serde_json::{json, Value};
 use crate::auth::AccessAuth;
 use crate::server::AppState;
 use crate::server_accounts::{body, command_error, ctx, params, JSON_LIMIT};
-use crate::server_app_passwords::require_standard_access;
+use crate::server_app_passwords::{require_full_access, require_standard_access};
 use crate::xrpc::XrpcError;
 
 pub fn routes() -> Router<AppState> {
@@ -26,6 +30,9 @@ pub fn routes() -> Router<AppState> {
         .route("/xrpc/com.atproto.identity.updateHandle", post(update_handle))
         .route("/xrpc/com.atproto.identity.getRecommendedDidCredentials", get(get_recommended_did_credentials))
         .route("/xrpc/com.atproto.server.getServiceAuth", get(get_service_auth))
+        .route("/xrpc/com.atproto.identity.requestPlcOperationSignature", post(request_plc_operation_signature))
+        .route("/xrpc/com.atproto.identity.signPlcOperation", post(sign_plc_operation))
+        .route("/xrpc/com.atproto.identity.submitPlcOperation", post(submit_plc_operation))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
 }
 
@@ -75,4 +82,63 @@ async fn get_service_auth(
         .await
         .map_err(command_error)?;
     Ok(Json(json!({ "token": token })))
+}
+
+async fn request_plc_operation_signature(State(state): State<AppState>, auth: AccessAuth) -> Result<StatusCode, XrpcError> {
+    require_full_access(&auth)?;
+    let ctx = ctx(&state)?;
+    let mail = commands::request_email_token(&ctx, &auth.did, domain::account::EmailTokenPurpose::PlcOperation)
+        .await
+        .map_err(command_error)?;
+    if let Some(m) = mail {
+        crate::mail::deliver(&state.config, &m).map_err(|e| XrpcError::internal(&e))?;
+    }
+    Ok(StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SignPlcBody {
+    token: Option<String>,
+    rotation_keys: Option<Vec<String>>,
+    also_known_as: Option<Vec<String>>,
+    verification_methods: Option<std::collections::BTreeMap<String, String>>,
+    services: Option<std::collections::BTreeMap<String, ServiceBody>>,
+}
+
+#[derive(Deserialize)]
+struct ServiceBody {
+    #[serde(rename = "type")]
+    kind: String,
+    endpoint: String,
+}
+
+async fn sign_plc_operation(State(state): State<AppState>, auth: AccessAuth, bytes: Bytes) -> Result<Json<Value>, XrpcError> {
+    require_full_access(&auth)?;
+    let b: SignPlcBody = body(&bytes)?;
+    let Some(token) = b.token else {
+        return Err(XrpcError::invalid_request("email confirmation token required to sign PLC operations"));
+    };
+    let ctx = ctx(&state)?;
+    let fields = commands::PlcOperationFields {
+        rotation_keys: b.rotation_keys,
+        also_known_as: b.also_known_as,
+        verification_methods: b.verification_methods,
+        services: b.services.map(|m| m.into_iter().map(|(k, v)| (k, (v.kind, v.endpoint))).collect()),
+    };
+    let operation = commands::sign_plc_operation(&ctx, &auth.did, &token, fields).await.map_err(command_error)?;
+    Ok(Json(json!({ "operation": operation })))
+}
+
+#[derive(Deserialize)]
+struct SubmitPlcBody {
+    operation: Value,
+}
+
+async fn submit_plc_operation(State(state): State<AppState>, auth: AccessAuth, bytes: Bytes) -> Result<StatusCode, XrpcError> {
+    require_standard_access(&auth)?;
+    let b: SubmitPlcBody = body(&bytes)?;
+    let ctx = ctx(&state)?;
+    commands::submit_plc_operation(&ctx, &auth.did, &b.operation).await.map_err(command_error)?;
+    Ok(StatusCode::OK)
 }

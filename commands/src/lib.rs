@@ -31,6 +31,8 @@ pub mod confirm_email;
 pub mod update_email;
 pub mod reset_password;
 pub mod delete_account;
+pub mod sign_plc_operation;
+pub mod submit_plc_operation;
 
 use domain::account::{self, Account, AccountEvent, AccountState};
 use domain::crypto::{KeyType, Keypair};
@@ -64,6 +66,8 @@ pub use confirm_email::confirm_email;
 pub use update_email::update_email;
 pub use reset_password::reset_password;
 pub use delete_account::delete_account;
+pub use sign_plc_operation::{sign_plc_operation, PlcOperationFields};
+pub use submit_plc_operation::submit_plc_operation;
 
 /// What every command needs: the appender (and through it the log) and the server's settings and
 /// secrets.

@@ -35,3 +35,15 @@ pub async fn submit_operation(plc_url: &str, did: &str, op: &serde_json::Value) 
     let body: String = body.chars().take(500).collect();
     Err(CommandError::Plc(format!("POST {url}: {status}: {body}")))
 }
+
+/// `GET {plc_url}/{did}/log/last`: the DID's latest operation.
+pub async fn last_operation(plc_url: &str, did: &str) -> Result<domain::plc::SignedOp, CommandError> {
+    let url = format!("{plc_url}/{did}/log/last");
+    let plc = |m: String| CommandError::Plc(m);
+    let response = client()?.get(&url).send().await.map_err(|e| plc(format!("GET {url}: {e}")))?;
+    if !response.status().is_success() {
+        return Err(plc(format!("GET {url}: {}", response.status())));
+    }
+    let last: serde_json::Value = response.json().await.map_err(|e| plc(format!("GET {url}: {e}")))?;
+    domain::plc::SignedOp::from_json(&last).map_err(|e| plc(format!("GET {url}: {e}")))
+}

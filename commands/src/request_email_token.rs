@@ -58,6 +58,7 @@ pub(crate) fn mail(purpose: EmailTokenPurpose, to: String, handle: &str, token: 
         EmailTokenPurpose::ResetPassword => ("Password reset requested", "reset your password"),
         EmailTokenPurpose::DeleteAccount => ("Account deletion request", "delete your account"),
         EmailTokenPurpose::SignIn => ("Sign in code", "sign in"),
+        EmailTokenPurpose::PlcOperation => ("PLC update requested", "sign an update of your DID document"),
     };
     let text = format!(
         "Hi {handle},\n\nUse this code to {what}. It expires in 15 minutes.\n\nToken: {token}\n\n\

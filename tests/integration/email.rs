@@ -25,7 +25,7 @@ fn mails(data_dir: &Path) -> Vec<(PathBuf, String)> {
 }
 
 /// The token of the newest mail to `to`, checking its subject line.
-fn last_token(data_dir: &Path, to: &str, subject: &str) -> String {
+pub fn last_token(data_dir: &Path, to: &str, subject: &str) -> String {
     let all = mails(data_dir);
     let (path, text) = all
         .iter()

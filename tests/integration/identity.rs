@@ -10,7 +10,10 @@
 //! - `getRecommendedDidCredentials`;
 //! - bring-your-own-DID `createAccount` on a second server with a service-auth token from the
 //!   first (deactivated, no public event; `AuthRequired`, `BadJwtAudience`,
-//!   `BadJwtLexiconMethod`), then `pds replay` + `pds verify` and the migrated session still works.
+//!   `BadJwtLexiconMethod`); the PLC operation signed on the first server with its emailed token
+//!   (`requestPlcOperationSignature`, `signPlcOperation`), submitted on the second
+//!   (`submitPlcOperation`: the directory's document moves), `activateAccount` there; then
+//!   `pds replay` + `pds verify` and the migrated session still works.
 
 use serde_json::{json, Value};
 
@@ -201,6 +204,49 @@ async fn identity_flow(pg: Option<(&PgDatabase, &PgDatabase)>) {
     assert_eq!(creds_b.1["services"]["atproto_pds"]["endpoint"], b.url.replace("127.0.0.1", "localhost").as_str());
     assert_ne!(creds_b.1["verificationMethods"]["atproto"], data["verificationMethods"]["atproto"], "a fresh key on B");
     assert_eq!(migrate(Some(good)).await.0, 400, "the DID has an account on B now");
+
+    // --- the PLC operation: A signs (emailed token), B submits, B activates ---------------------------
+    assert_error(&post(s, "com.atproto.identity.requestPlcOperationSignature", Some(&app_access), json!({})).await, 400, "InvalidToken");
+    assert_eq!(post(s, "com.atproto.identity.requestPlcOperationSignature", Some(&access), json!({})).await.0, 200);
+    let token = crate::email::last_token(&dir.path().join("pds-data"), "alice@example.com", "PLC update requested");
+    let fields = json!({
+        "rotationKeys": creds_b.1["rotationKeys"],
+        "alsoKnownAs": creds_b.1["alsoKnownAs"],
+        "verificationMethods": creds_b.1["verificationMethods"],
+        "services": creds_b.1["services"],
+    });
+    let mut wrong = fields.clone();
+    wrong["token"] = json!("AAAAA-AAAAA");
+    assert_error(&post(s, "com.atproto.identity.signPlcOperation", Some(&access), wrong).await, 400, "InvalidToken");
+    let mut with_token = fields.clone();
+    with_token["token"] = json!(token);
+    let signed = post(s, "com.atproto.identity.signPlcOperation", Some(&access), with_token.clone()).await;
+    assert_eq!(signed.0, 200, "{signed:?}");
+    let operation = signed.1["operation"].clone();
+    assert_eq!(operation["services"], creds_b.1["services"]);
+    assert_error(&post(s, "com.atproto.identity.signPlcOperation", Some(&access), with_token).await, 400, "InvalidToken");
+    let mut tampered = operation.clone();
+    tampered["services"]["atproto_pds"]["endpoint"] = json!("https://elsewhere.example.com");
+    let refused = post(b, "com.atproto.identity.submitPlcOperation", Some(&b_access), json!({ "operation": tampered })).await;
+    assert_error(&refused, 400, "InvalidRequest");
+    let before_b = b.events_of(ADMIN, &did).await.len();
+    let submitted = post(b, "com.atproto.identity.submitPlcOperation", Some(&b_access), json!({ "operation": operation })).await;
+    assert_eq!(submitted.0, 200, "{submitted:?}");
+    let moved = plc_doc(&plc, &did).await;
+    assert_eq!(moved["service"][0]["serviceEndpoint"], b.url.replace("127.0.0.1", "localhost").as_str());
+    assert_eq!(
+        domain::did_doc::atproto_signing_key(&moved, &did).unwrap().to_did_key(),
+        creds_b.1["verificationMethods"]["atproto"].as_str().unwrap()
+    );
+    assert_eq!(post(b, "com.atproto.server.activateAccount", Some(&b_access), json!({})).await.0, 200);
+    let b_events = b.events_of(ADMIN, &did).await;
+    assert_eq!(
+        types(&b_events[before_b..]),
+        ["account.identity", "account.activated", "account.status", "account.identity"],
+        "{b_events:#?}"
+    );
+    assert_eq!(get(b, "com.atproto.server.getSession", Some(&b_access)).await.1["active"], true);
+    assert_eq!(get(b, "com.atproto.server.checkAccountStatus", Some(&b_access)).await.1["validDid"], true);
 
     // --- replay + verify on B: the migrated account and its session still work ---------------------
     drop(server_b);

@@ -761,3 +761,36 @@ pub fn decide_sign_in_factor(
         at: now,
     }])
 }
+
+/// `signPlcOperation`: the `plc_operation` token is checked and used (the caller signs the op).
+pub fn decide_use_plc_operation_token(
+    state: &AccountState,
+    token_hash: &str,
+    now: i64,
+) -> Result<Vec<AccountEvent>, AccountError> {
+    let account = live(state)?;
+    check_email_token(account, EmailTokenPurpose::PlcOperation, token_hash, now)?;
+    Ok(vec![AccountEvent::EmailTokenUsed {
+        purpose: EmailTokenPurpose::PlcOperation,
+        at: now,
+    }])
+}
+
+/// `submitPlcOperation` (after the directory accepted it): `#identity` without a handle, as the
+/// reference's `sequenceIdentityEvt(did)`; the handle, if the operation changed it, is adopted.
+pub fn decide_identity_changed(
+    state: &AccountState,
+    handle: Option<Handle>,
+    now: i64,
+) -> Result<Vec<AccountEvent>, AccountError> {
+    let account = live(state)?;
+    let mut events = vec![];
+    if let Some(h) = handle.filter(|h| *h != account.handle) {
+        events.push(AccountEvent::HandleUpdated { handle: h, at: now });
+    }
+    events.push(AccountEvent::Identity {
+        did: account.did.clone(),
+        handle: None,
+    });
+    Ok(events)
+}

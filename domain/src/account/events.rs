@@ -62,6 +62,8 @@ pub enum EmailTokenPurpose {
     DeleteAccount,
     /// The emailed sign-in code of email two-factor login (`authFactorToken`).
     SignIn,
+    /// `requestPlcOperationSignature` → `signPlcOperation`.
+    PlcOperation,
 }
 
 impl EmailTokenPurpose {
@@ -73,6 +75,7 @@ impl EmailTokenPurpose {
             EmailTokenPurpose::ResetPassword => "reset_password",
             EmailTokenPurpose::DeleteAccount => "delete_account",
             EmailTokenPurpose::SignIn => "2fa_code",
+            EmailTokenPurpose::PlcOperation => "plc_operation",
         }
     }
 
@@ -83,6 +86,7 @@ impl EmailTokenPurpose {
             EmailTokenPurpose::ResetPassword,
             EmailTokenPurpose::DeleteAccount,
             EmailTokenPurpose::SignIn,
+            EmailTokenPurpose::PlcOperation,
         ]
         .into_iter()
         .find(|p| p.as_str() == s)

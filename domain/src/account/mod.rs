@@ -26,7 +26,7 @@ mod tests;
 
 pub use decide::{
     check_email_token, decide_confirm_email_with_token, decide_issue_email_token, decide_reset_password,
-    decide_sign_in_factor,
+    decide_sign_in_factor, decide_use_plc_operation_token, decide_identity_changed,
     decide_update_email_with_token,
     decide_activate, decide_change_password, decide_confirm_email, decide_create_account,
     decide_create_app_password, decide_create_session, decide_deactivate, decide_delete,
