@@ -162,9 +162,9 @@ pub enum CommandError {
     RecordNotFound(String),
     #[error("{0}")]
     RepoNotFound(String),
-    /// A service-auth JWT refused (reference `verifyJwt`): `name` is the XRPC error name
-    /// (`BadJwt`, `JwtExpired`, `BadJwtAudience`, `BadJwtLexiconMethod`, `BadJwtSignature`,
-    /// `AuthMissing`); 401.
+    /// A 401 with a lexicon error name of its own: a refused service-auth JWT (reference
+    /// `verifyJwt`: `BadJwt`, `JwtExpired`, `BadJwtAudience`, `BadJwtLexiconMethod`,
+    /// `BadJwtSignature`, `AuthRequired`), or `deleteAccount`'s `AuthenticationRequired`.
     #[error("{message}")]
     ServiceAuth { name: &'static str, message: String },
     /// A password login that needs the emailed sign-in code: `api` sends the mail, then answers

@@ -183,6 +183,17 @@ async fn identity_flow(pg: Option<(&PgDatabase, &PgDatabase)>) {
     let bob_access = post(s, "com.atproto.server.createSession", None, json!({ "identifier": "bob.test", "password": PASSWORD })).await.1["accessJwt"].as_str().unwrap().to_owned();
     let bobs = service_auth(s, &bob_access, &format!("aud={b_did}&lxm={CREATE_ACCOUNT}")).await.1["token"].as_str().unwrap().to_owned();
     assert_error(&migrate(Some(bobs)).await, 401, "AuthRequired");
+    // A takendown account may only mint a createAccount token (to migrate away).
+    let bob_did = get(s, "com.atproto.identity.resolveHandle?handle=bob.test", None).await.1["did"].as_str().unwrap().to_owned();
+    let takedown = json!({ "subject": { "$type": REPO_REF, "did": bob_did }, "takedown": { "applied": true } });
+    assert_eq!(admin_post(s, "com.atproto.admin.updateSubjectStatus", ADMIN, takedown).await.0, 200);
+    assert_error(&service_auth(s, &bob_access, &format!("aud={b_did}&lxm={CREATE_ACCOUNT}")).await, 400, "ExpiredToken");
+    let td = post(s, "com.atproto.server.createSession", None, json!({ "identifier": "bob.test", "password": PASSWORD, "allowTakendown": true })).await;
+    assert_eq!(td.0, 200, "{td:?}");
+    let td_access = td.1["accessJwt"].as_str().unwrap().to_owned();
+    assert_eq!(service_auth(s, &td_access, &format!("aud={b_did}&lxm={CREATE_ACCOUNT}")).await.0, 200);
+    assert_error(&service_auth(s, &td_access, &format!("aud={b_did}&lxm=app.bsky.feed.getTimeline")).await, 400, "InvalidToken");
+    assert_error(&get(s, "com.atproto.identity.getRecommendedDidCredentials", Some(&td_access)).await, 400, "InvalidToken");
 
     let good = token_for(format!("aud={b_did}&lxm={CREATE_ACCOUNT}")).await;
     let created = migrate(Some(good.clone())).await;
