@@ -177,6 +177,7 @@ async fn email_flow(pg: Option<&PgDatabase>) {
     assert_eq!(post(s, "com.atproto.server.createAccount", None, signup("alice.test", "alice@example.com", None)).await.0, 200, "handle and address are free again");
     drop(server);
     replay_and_verify(dir.path(), &env);
+    crate::identity::assert_snapshots_match_folds(&dir.path().join("pds-data"), pg).await;
 }
 
 #[tokio::test]
