@@ -143,11 +143,12 @@ async fn create_account(State(state): State<AppState>, headers: HeaderMap, bytes
     if b.plc_op.is_some() {
         return Err(XrpcError::invalid_request("Unsupported input: \"plcOp\""));
     }
-    // A bring-your-own DID comes with a service-auth JWT from it (checked by the command).
-    let service_auth = match (&b.did, headers.contains_key(header::AUTHORIZATION)) {
-        (Some(_), true) => Some(bearer_token(&headers)?.to_owned()),
-        _ => None,
-    };
+    // A bearer token is a service-auth JWT (from the brought DID); the command verifies it.
+    let is_bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
+    let service_auth = if is_bearer { Some(bearer_token(&headers)?.to_owned()) } else { None };
     let ctx = ctx(&state)?;
     let s = commands::create_account(
         &ctx,

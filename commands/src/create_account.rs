@@ -49,7 +49,8 @@ pub struct CreateAccountInput {
     pub invite_code: Option<String>,
     /// Bring-your-own DID (migration).
     pub did: Option<String>,
-    /// The `Authorization: Bearer` token of the request (a service-auth JWT from `did`).
+    /// The `Authorization: Bearer` token of the request: a service-auth JWT (from `did`, when
+    /// one is brought; verified whenever sent, as the reference's optional service auth).
     pub service_auth: Option<String>,
 }
 
@@ -122,7 +123,15 @@ pub async fn create_account(ctx: &Ctx, input: CreateAccountInput) -> Result<Sess
             let doc = verify_did_owner(ctx, did, input.service_auth.as_deref()).await?;
             Some((parsed, doc))
         }
-        None => None,
+        None => {
+            // Reference `userServiceAuthOptional`: a bearer token, when sent, must be a valid
+            // service-auth JWT even though no DID is brought.
+            if let Some(token) = input.service_auth.as_deref() {
+                let iss = service_jwt::parse(token).map_err(service_jwt_error)?.claims.iss;
+                verify_did_owner(ctx, &iss, Some(token)).await?;
+            }
+            None
+        }
     };
     let handle = handle_rules::check_service_handle(&input.handle, &ctx.handle_domains).map_err(handle_error)?;
     let email = match input.email.as_deref().map(str::trim) {

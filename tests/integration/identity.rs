@@ -179,6 +179,16 @@ async fn identity_flow(pg: Option<(&PgDatabase, &PgDatabase)>) {
     let wrong_lxm = token_for(format!("aud={b_did}&lxm=com.atproto.repo.createRecord")).await;
     assert_error(&migrate(Some(wrong_lxm)).await, 401, "BadJwtLexiconMethod");
     assert_error(&migrate(Some("not.a.jwt".into())).await, 401, "BadJwt");
+    // Without a DID, a bearer token sent along must still be a valid service token.
+    let plain = reqwest::Client::new()
+        .post(b.xrpc(CREATE_ACCOUNT))
+        .bearer_auth(&access)
+        .json(&signup("carol.test", "carol@example.com", None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status().as_u16(), 401);
+    assert_eq!(plain.json::<Value>().await.unwrap()["error"], "BadJwt", "an access token is not a service token");
     // A token from bob for alice's DID: iss is not the DID.
     let bob_access = post(s, "com.atproto.server.createSession", None, json!({ "identifier": "bob.test", "password": PASSWORD })).await.1["accessJwt"].as_str().unwrap().to_owned();
     let bobs = service_auth(s, &bob_access, &format!("aud={b_did}&lxm={CREATE_ACCOUNT}")).await.1["token"].as_str().unwrap().to_owned();
