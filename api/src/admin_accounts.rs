@@ -160,6 +160,7 @@ async fn get_subject_status(
     Ok(Json(json!({
         "subject": { "$type": REPO_REF, "did": info.did },
         "takedown": takedown,
+        "deactivated": { "applied": info.deactivated_at.is_some() },
     })))
 }
 
@@ -174,7 +175,6 @@ struct StatusAttr {
 struct UpdateSubjectStatusBody {
     subject: Value,
     takedown: Option<StatusAttr>,
-    #[allow(dead_code)]
     deactivated: Option<StatusAttr>,
 }
 
@@ -197,6 +197,9 @@ async fn update_subject_status(
         commands::admin_update_takedown(&ctx, did, t.applied, t.reference.clone())
             .await
             .map_err(admin_error)?;
+    }
+    if let Some(d) = &b.deactivated {
+        commands::admin_update_deactivated(&ctx, did, d.applied).await.map_err(admin_error)?;
     }
     let mut out = json!({ "subject": b.subject });
     if let Some(t) = &b.takedown {

@@ -3,7 +3,10 @@
 //! auth verifier does: no credentials → 401 `AuthMissing`; another scheme → 400 `InvalidToken`;
 //! an expired token → 400 `ExpiredToken`; anything else wrong → 400 `InvalidToken`.
 //!
-//! Never looks at the account (that is the handler's job) and never logs a token.
+//! The one account lookup: a token naming its session (`jti`) must still have that session's
+//! refresh token held (`commands::check_access_session`, one primary-key read), so a revoked
+//! app password or session stops its access tokens at once (400 `ExpiredToken` "Token has been
+//! revoked"). Everything else about the account is the handler's job. Never logs a token.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -45,8 +48,9 @@ impl FromRequestParts<AppState> for AccessAuth {
         }
         let token = bearer_token(&parts.headers)?;
         let key = JwtKey::new(state.config.secrets.jwt_secret.as_bytes()).map_err(|e| XrpcError::internal(&e))?;
-        let (did, scope) =
-            commands::verify_access(&key, &state.config.service_did, token).map_err(command_error)?;
-        Ok(AccessAuth { did, scope })
+        let claims =
+            commands::verify_access_claims(&key, &state.config.service_did, token).map_err(command_error)?;
+        commands::check_access_session(&state.log, &claims).await.map_err(command_error)?;
+        Ok(AccessAuth { did: claims.sub, scope: claims.scope })
     }
 }

@@ -55,6 +55,10 @@ pub struct Config {
     /// `PDS_REDIS_SCRATCH_ADDRESS` (`host:port`): shared DPoP/client-assertion replay store; unset
     /// = in-process.
     pub redis_scratch_address: Option<String>,
+    /// `PDS_EMAIL_FROM_ADDRESS` (default `noreply@<hostname>`). Mail goes to the dev mail sink,
+    /// `<data directory>/mail/` (see `mail.rs`); SMTP (`PDS_EMAIL_SMTP_URL`) is not built, so
+    /// setting it is refused at start rather than dropping mail silently.
+    pub email_from_address: String,
     pub secrets: Secrets,
 }
 
@@ -177,6 +181,14 @@ impl Config {
             Some(v) => parse_num("PDS_REPO_BACKFILL_LIMIT_MS", &v)?,
             None => 24 * 60 * 60 * 1000,
         });
+        if env.get("PDS_EMAIL_SMTP_URL").is_some_and(|v| !v.trim().is_empty()) {
+            return Err(ConfigError::Invalid {
+                name: "PDS_EMAIL_SMTP_URL",
+                expected: "unset: SMTP delivery is not built yet; mail is written to <data directory>/mail/",
+                found: "(set)".to_string(),
+            });
+        }
+        let email_from_address = env.get("PDS_EMAIL_FROM_ADDRESS").unwrap_or_else(|| format!("noreply@{hostname}"));
         let secrets = Secrets::load_or_generate(env, &data_directory)?;
         Ok(Config {
             bind: SocketAddr::new(bind_ip, port),
@@ -197,6 +209,7 @@ impl Config {
             max_subscription_buffer,
             repo_backfill_limit,
             redis_scratch_address: env.get("PDS_REDIS_SCRATCH_ADDRESS"),
+            email_from_address,
             secrets,
         })
     }

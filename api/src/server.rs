@@ -48,6 +48,8 @@ pub fn router(config: Config, log: EventLog) -> Router {
         .merge(crate::server_invites::routes())
         .merge(crate::server_app_passwords::routes())
         .merge(crate::server_account_status::routes())
+        .merge(crate::server_identity::routes())
+        .merge(crate::server_email::routes())
         .merge(crate::sync_routes::routes())
         .route("/", get(banner))
         .route("/robots.txt", get(robots))

@@ -62,6 +62,12 @@ pub fn command_error(e: CommandError) -> XrpcError {
         CommandError::InvalidSwap(m) => bad("InvalidSwap", m),
         CommandError::RecordNotFound(m) => bad("RecordNotFound", m),
         CommandError::RepoNotFound(m) => bad("RepoNotFound", m),
+        CommandError::ServiceAuth { name, message } => XrpcError::new(StatusCode::UNAUTHORIZED, name, message),
+        CommandError::BadExpiration(m) => bad("BadExpiration", m),
+        CommandError::Named { name, message } => bad(name, message),
+        e @ CommandError::AuthFactorTokenRequired(_) => {
+            XrpcError::new(StatusCode::UNAUTHORIZED, "AuthFactorTokenRequired", e.to_string())
+        }
         e @ (CommandError::Plc(_) | CommandError::Conflict(_) | CommandError::Internal(_)) => XrpcError::internal(&e),
     }
 }
@@ -106,7 +112,7 @@ fn account_json(a: &AccountView) -> serde_json::Map<String, Value> {
     m.insert("didDoc".into(), a.did_doc.clone());
     m.insert("email".into(), json!(a.email));
     m.insert("emailConfirmed".into(), json!(a.email_confirmed));
-    m.insert("emailAuthFactor".into(), json!(false));
+    m.insert("emailAuthFactor".into(), json!(a.email_auth_factor));
     m.insert("active".into(), json!(a.active));
     if let Some(s) = a.status {
         m.insert("status".into(), json!(s));
@@ -132,11 +138,17 @@ struct CreateAccountBody {
     plc_op: Option<Value>,
 }
 
-async fn create_account(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, XrpcError> {
+async fn create_account(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) -> Result<Json<Value>, XrpcError> {
     let b: CreateAccountBody = body(&bytes)?;
-    if b.did.is_some() || b.plc_op.is_some() {
-        return Err(XrpcError::invalid_request("Creating an account for an existing DID is not supported yet"));
+    if b.plc_op.is_some() {
+        return Err(XrpcError::invalid_request("Unsupported input: \"plcOp\""));
     }
+    // A bearer token is a service-auth JWT (from the brought DID); the command verifies it.
+    let is_bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
+    let service_auth = if is_bearer { Some(bearer_token(&headers)?.to_owned()) } else { None };
     let ctx = ctx(&state)?;
     let s = commands::create_account(
         &ctx,
@@ -145,6 +157,8 @@ async fn create_account(State(state): State<AppState>, bytes: Bytes) -> Result<J
             email: b.email,
             password: b.password,
             invite_code: b.invite_code,
+            did: b.did,
+            service_auth,
         },
     )
     .await
@@ -165,14 +179,20 @@ struct CreateSessionBody {
     password: String,
     #[serde(default)]
     allow_takendown: bool,
+    auth_factor_token: Option<String>,
 }
 
 async fn create_session(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, XrpcError> {
     let b: CreateSessionBody = body(&bytes)?;
     let ctx = ctx(&state)?;
-    let s = commands::create_session(&ctx, &b.identifier, b.password, b.allow_takendown)
-        .await
-        .map_err(command_error)?;
+    let s = match commands::create_session(&ctx, &b.identifier, b.password, b.allow_takendown, b.auth_factor_token.as_deref()).await {
+        Ok(s) => s,
+        Err(CommandError::AuthFactorTokenRequired(mail)) => {
+            crate::mail::deliver(&state.config, &mail).map_err(|e| XrpcError::internal(&e))?;
+            return Err(command_error(CommandError::AuthFactorTokenRequired(mail)));
+        }
+        Err(e) => return Err(command_error(e)),
+    };
     Ok(session_json(&s))
 }
 
@@ -231,7 +251,7 @@ async fn describe_repo(
             .ok_or_else(not_found)?
     };
     let ctx = ctx(&state)?;
-    let (account, _) = commands::load_account(&state.log, &did).await.map_err(command_error)?;
+    let account = commands::load_account_profile(&state.log, &did).await.map_err(command_error)?;
     let account = account.live().ok_or_else(not_found)?;
     let view = commands::account_view(&ctx, account);
     Ok(Json(json!({

@@ -1,9 +1,9 @@
-//! Admin `com.atproto.admin.getAccountInfo(s)` / `getSubjectStatus`: the account aggregate folded
-//! from `account/<did>` (a read of the write side's own truth; no read model needed).
+//! Admin `com.atproto.admin.getAccountInfo(s)` / `getSubjectStatus`: the account as the
+//! `accounts` read model holds it (one primary-key lookup).
 
 use domain::account::AccountState;
 
-use crate::{load_account, CommandError, Ctx};
+use crate::{CommandError, Ctx};
 
 /// What an operator sees of an account.
 #[derive(Debug, Clone)]
@@ -22,7 +22,7 @@ pub struct AdminAccountInfo {
 
 /// The account of `did`, or `None` when there is none (never created, or deleted).
 pub async fn admin_account_info(ctx: &Ctx, did: &str) -> Result<Option<AdminAccountInfo>, CommandError> {
-    let (state, _) = load_account(ctx.log(), did).await?;
+    let state = crate::load_account_profile(ctx.log(), did).await?;
     let AccountState::Live(a) = state else {
         return Ok(None);
     };

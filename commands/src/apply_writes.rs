@@ -25,7 +25,7 @@ use domain::syntax::Did;
 use domain::tid::TidClock;
 use eventlog::{AppendError, ExpectedVersion, NewEvent, StreamAppend};
 
-use crate::{load_account, now, CommandError, Ctx};
+use crate::{now, CommandError, Ctx};
 
 /// How many times a write is decided again after losing a race for the repo head.
 const MAX_ATTEMPTS: usize = 32;
@@ -137,7 +137,7 @@ pub async fn apply_writes(
     }
     let validation = writes.iter().map(|w| validate_write(w, validate)).collect::<Result<Vec<_>, _>>()?;
 
-    let (account, _) = load_account(ctx.log(), did).await?;
+    let account = crate::load_account_profile(ctx.log(), did).await?;
     let Some(account) = account.live() else {
         return Err(CommandError::RepoNotFound(format!("Could not find repo: {did}")));
     };

@@ -13,7 +13,7 @@ use domain::syntax::Did;
 use serde_json::Value;
 
 use crate::activate_account::load_repo_head;
-use crate::{load_account, CommandError, Ctx};
+use crate::{CommandError, Ctx};
 
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -32,7 +32,7 @@ pub struct AccountStatusView {
 
 pub async fn check_account_status(ctx: &Ctx, did: &str) -> Result<AccountStatusView, CommandError> {
     let parsed = Did::parse(did).map_err(|_| CommandError::AccountNotFound)?;
-    let (state, _) = load_account(ctx.log(), did).await?;
+    let state = crate::load_account_profile(ctx.log(), did).await?;
     let account = state.live().ok_or(CommandError::AccountNotFound)?;
     let (repo, _, _) = load_repo_head(ctx.log(), &parsed).await?;
     let blocks = count(ctx, "SELECT CAST(COUNT(*) AS TEXT) FROM repo_blocks WHERE did = ?", did).await?;

@@ -8,20 +8,36 @@
 //! Never appends when the directory refused the operation, so nothing is half-created in the log
 //! (the DID may exist in the directory then; it names no account here). Never records the signing
 //! key or the password in the clear. An invite code (required with `PDS_INVITE_REQUIRED`) is
-//! consumed by an `invite.used` event in the same append. Not here yet: bring-your-own-DID.
+//! consumed by an `invite.used` event in the same append.
+//!
+//! If the directory accepted the genesis operation but the append then fails (a handle or email
+//! race lost at the unique index, a database error), the DID stays registered in the directory,
+//! naming no account here. The reference does the same (its `createAccount` destroys the actor
+//! store on failure and leaves the PLC DID alone; a tombstone would need the DID's rotation
+//! key, which we have, but the reference does not send one), so we match it.
+//!
+//! Bring-your-own DID (migration, `did` in the input): the request must carry a service-auth JWT
+//! from that DID (`iss` = the DID, `aud` = this service, `lxm` = createAccount), verified against
+//! the DID's current `#atproto` key as the PLC directory (or did:web host) serves it. The account
+//! starts deactivated, with a fresh signing key, no PLC operation, no repo and no firehose event
+//! (reference: migration imports the repo, updates the DID document, then activates).
 
 use domain::account::{self, AccountState, CreateAccount};
 use domain::crypto::{KeyType, Keypair};
 use domain::handle_rules::{self, HandleError};
 use domain::plc::{DocumentData, UnsignedOp};
 use domain::repo::{self, RepoEvent};
+use domain::service_jwt;
 use domain::session_jwt;
+use domain::syntax::{Did, Handle};
 use domain::tid::TidClock;
 use eventlog::{ExpectedVersion, NewEvent, StreamAppend};
 
 use crate::create_invite_codes::{invite_append, load_invite};
+use crate::get_service_auth::CREATE_ACCOUNT;
+use crate::resolve_did::resolve_did_document;
 use crate::{
-    account_append, account_error, account_view, append_error, blocking, now, plc_client, refresh_expiry_micros,
+    account_append, account_error, account_view, append_error, blocking, load_account, now, plc_client, refresh_expiry_micros,
     tokens, CommandError, Ctx, Session,
 };
 
@@ -31,6 +47,11 @@ pub struct CreateAccountInput {
     pub email: Option<String>,
     pub password: Option<String>,
     pub invite_code: Option<String>,
+    /// Bring-your-own DID (migration).
+    pub did: Option<String>,
+    /// The `Authorization: Bearer` token of the request: a service-auth JWT (from `did`, when
+    /// one is brought; verified whenever sent, as the reference's optional service auth).
+    pub service_auth: Option<String>,
 }
 
 /// Syntax good enough to send mail to: one `@`, a non-empty local part, a dotted domain, no
@@ -59,7 +80,59 @@ fn handle_error(e: HandleError) -> CommandError {
     }
 }
 
+/// A 401 of the reference's service-auth verifier.
+fn auth_error(name: &'static str, message: impl Into<String>) -> CommandError {
+    CommandError::ServiceAuth { name, message: message.into() }
+}
+
+/// Checks the service-auth JWT that must come with a bring-your-own `did`; returns the DID's
+/// current DID document.
+async fn verify_did_owner(ctx: &Ctx, did: &str, token: Option<&str>) -> Result<serde_json::Value, CommandError> {
+    let missing = || auth_error("AuthRequired", format!("Missing auth to create account with did: {did}"));
+    let token = token.ok_or_else(missing)?;
+    let parsed = service_jwt::parse(token).map_err(service_jwt_error)?;
+    if parsed.claims.iss != did {
+        return Err(missing());
+    }
+    let doc = resolve_did_document(ctx, did)
+        .await?
+        .ok_or_else(|| auth_error("AuthRequired", format!("could not resolve did document: {did}")))?;
+    let key = domain::did_doc::atproto_signing_key(&doc, did)
+        .ok_or_else(|| auth_error("BadJwtSignature", "missing or bad key in did doc"))?;
+    let (_, now_secs) = now();
+    service_jwt::verify(&parsed, &key, &ctx.service_did, Some(CREATE_ACCOUNT), now_secs).map_err(service_jwt_error)?;
+    Ok(doc)
+}
+
+fn service_jwt_error(e: service_jwt::ServiceJwtError) -> CommandError {
+    use service_jwt::ServiceJwtError as E;
+    let name = match &e {
+        E::BadJwt(_) => "BadJwt",
+        E::JwtExpired => "JwtExpired",
+        E::BadJwtAudience => "BadJwtAudience",
+        E::BadJwtLexiconMethod => "BadJwtLexiconMethod",
+        E::BadJwtSignature => "BadJwtSignature",
+    };
+    auth_error(name, e.to_string())
+}
+
 pub async fn create_account(ctx: &Ctx, input: CreateAccountInput) -> Result<Session, CommandError> {
+    let byo = match input.did.as_deref() {
+        Some(did) => {
+            let parsed = Did::parse(did).map_err(|_| CommandError::InvalidRequest(format!("invalid DID: {did}")))?;
+            let doc = verify_did_owner(ctx, did, input.service_auth.as_deref()).await?;
+            Some((parsed, doc))
+        }
+        None => {
+            // Reference `userServiceAuthOptional`: a bearer token, when sent, must be a valid
+            // service-auth JWT even though no DID is brought.
+            if let Some(token) = input.service_auth.as_deref() {
+                let iss = service_jwt::parse(token).map_err(service_jwt_error)?.claims.iss;
+                verify_did_owner(ctx, &iss, Some(token)).await?;
+            }
+            None
+        }
+    };
     let handle = handle_rules::check_service_handle(&input.handle, &ctx.handle_domains).map_err(handle_error)?;
     let email = match input.email.as_deref().map(str::trim) {
         None | Some("") => return Err(CommandError::InvalidRequest("Email is required".into())),
@@ -98,8 +171,11 @@ pub async fn create_account(ctx: &Ctx, input: CreateAccountInput) -> Result<Sess
         .await?
         .map_err(|e| CommandError::Internal(e.to_string()))?;
 
-    // Identity: the account's repo signing key and the PLC genesis operation.
     let signing = Keypair::generate(KeyType::K256);
+    if let Some((did, doc)) = byo {
+        return create_for_existing_did(ctx, did, doc, handle, email, password_hash, invite_code, signing).await;
+    }
+    // Identity: the account's repo signing key and the PLC genesis operation.
     let data = DocumentData::atproto(
         vec![ctx.rotation_key.public_key().to_did_key()],
         &signing.public_key(),
@@ -193,4 +269,82 @@ pub async fn create_account(ctx: &Ctx, input: CreateAccountInput) -> Result<Sess
     };
     let (access_jwt, refresh_jwt) = tokens(ctx, did.as_str(), created.session_scope(None), &jti, now_secs);
     Ok(Session { account: account_view(ctx, created), access_jwt, refresh_jwt })
+}
+
+/// The bring-your-own-DID account: deactivated, no PLC operation, no repo, no public event; the
+/// first session; the DID's current document in the reply.
+#[allow(clippy::too_many_arguments)]
+async fn create_for_existing_did(
+    ctx: &Ctx,
+    did: Did,
+    doc: serde_json::Value,
+    handle: Handle,
+    email: String,
+    password_hash: String,
+    invite_code: Option<String>,
+    signing: Keypair,
+) -> Result<Session, CommandError> {
+    let log = ctx.log();
+    let signing_key_encrypted =
+        domain::key_encryption::encrypt_key(&ctx.kek, did.as_str(), &zeroize::Zeroizing::new(signing.private_bytes()))
+            .map_err(|e| CommandError::Internal(e.to_string()))?;
+    let mut attempt = 0;
+    loop {
+        let (state, version) = load_account(log, did.as_str()).await?;
+        let (now_micros, now_secs) = now();
+        let mut events = account::decide_create_account(
+            &state,
+            CreateAccount {
+                did: did.clone(),
+                handle: handle.clone(),
+                email: email.clone(),
+                password_hash: password_hash.clone(),
+                signing_key_encrypted: signing_key_encrypted.clone(),
+                signing_did_key: signing.public_key().to_did_key(),
+                plc_genesis: None,
+                invite_code: invite_code.clone(),
+                deactivated: true,
+            },
+            now_micros,
+        )
+        .map_err(account_error)?;
+        let jti = session_jwt::generate_jti();
+        let created = AccountState::from_events(&events);
+        events.extend(
+            account::decide_create_session(
+                &created,
+                account::CreateSession {
+                    password: account::PasswordCheck { account_password_ok: true, app_password_hash: None },
+                    allow_takendown: false,
+                    token_hash: session_jwt::refresh_token_hash(&jti),
+                    expires_at: refresh_expiry_micros(now_secs),
+                },
+                now_micros,
+            )
+            .map_err(account_error)?,
+        );
+        let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
+        let mut batch = vec![account_append(&did, expected, &events)];
+        if let Some(code) = &invite_code {
+            let (invite, v) = load_invite(log, code).await?;
+            let used = domain::invite::decide_use(&invite, did.as_str(), now_micros).map_err(|_| unavailable_invite())?;
+            batch.push(invite_append(code, ExpectedVersion::Exact(v), &used));
+        }
+        match ctx.appender.append(batch).await {
+            Ok(_) => {}
+            Err(eventlog::AppendError::Conflict { .. }) if attempt < 10 => {
+                attempt += 1;
+                continue;
+            }
+            Err(e) => return Err(append_error(e, handle.as_str(), &email)),
+        }
+        let state = AccountState::from_events(&events);
+        let Some(account) = state.live() else {
+            return Err(CommandError::Internal("created account does not fold to a live one".into()));
+        };
+        let (access_jwt, refresh_jwt) = tokens(ctx, did.as_str(), account.session_scope(None), &jti, now_secs);
+        let mut view = account_view(ctx, account);
+        view.did_doc = doc;
+        return Ok(Session { account: view, access_jwt, refresh_jwt });
+    }
 }

@@ -2,10 +2,13 @@
 //! an app password) and `getSession`. An unknown identifier costs one dummy password verification,
 //! so response times don't tell which accounts exist; it answers exactly as a wrong password does.
 //!
-//! Never records the refresh token, only its hash (in `account.session_created`). Not here yet:
-//! email two-factor (`authFactorToken`).
+//! Email two-factor (`account.email_auth_factor`): a password login (not an app password) without
+//! `authFactorToken` gets a fresh sign-in code mailed (`CommandError::AuthFactorTokenRequired`
+//! carries the mail) and no session; with it, the code is checked and used in the session's append.
+//!
+//! Never records the refresh token, only its hash (in `account.session_created`).
 
-use domain::account::{self, AccountEvent, CreateSession, PasswordCheck};
+use domain::account::{self, AccountEvent, CreateSession, EmailTokenPurpose, PasswordCheck};
 use domain::password;
 use domain::session_jwt::{self, Scope};
 use domain::syntax::Did;
@@ -37,6 +40,7 @@ pub async fn create_session(
     identifier: &str,
     password: String,
     allow_takendown: bool,
+    auth_factor_token: Option<&str>,
 ) -> Result<Session, CommandError> {
     if password::check_login_password(&password).is_err() {
         return Err(CommandError::AuthenticationRequired);
@@ -66,7 +70,7 @@ pub async fn create_session(
         let (state, version) = load_account(ctx.log(), &did).await?;
         let (now_micros, now_secs) = now();
         let jti = session_jwt::generate_jti();
-        let events = account::decide_create_session(
+        let mut events = account::decide_create_session(
             &state,
             CreateSession {
                 password: check.clone(),
@@ -78,6 +82,29 @@ pub async fn create_session(
         )
         .map_err(account_error)?;
         let Some(account) = state.live() else { return Err(CommandError::AuthenticationRequired) };
+        let factor_hash = auth_factor_token.map(|t| domain::email_token::hash(&ctx.jwt_secret, t));
+        match account::decide_sign_in_factor(account, check.account_password_ok, factor_hash.as_deref(), now_micros) {
+            Ok(used) => events.extend(used),
+            Err(account::AccountError::AuthFactorTokenRequired) => {
+                let token = domain::email_token::generate();
+                let hash = domain::email_token::hash(&ctx.jwt_secret, &token);
+                let issued = account::decide_issue_email_token(&state, EmailTokenPurpose::SignIn, hash, now_micros)
+                    .map_err(account_error)?;
+                match ctx.appender.append(vec![account_append(&parsed, ExpectedVersion::Exact(version), &issued)]).await {
+                    Ok(_) => {}
+                    Err(eventlog::AppendError::Conflict { .. }) => continue,
+                    Err(e) => return Err(append_error(e, account.handle.as_str(), &account.email)),
+                }
+                let mail = crate::request_email_token::mail(
+                    EmailTokenPurpose::SignIn,
+                    account.email.clone(),
+                    account.handle.as_str(),
+                    &token,
+                );
+                return Err(CommandError::AuthFactorTokenRequired(Box::new(mail)));
+            }
+            Err(e) => return Err(crate::email_token_error(e)),
+        }
         let scope = match events.first() {
             Some(AccountEvent::SessionCreated { app_password_name, .. }) => {
                 account.session_scope(app_password_name.as_deref())
@@ -101,7 +128,7 @@ pub async fn create_session(
 
 /// `com.atproto.server.getSession`: the account behind a verified access token.
 pub async fn get_session(ctx: &Ctx, did: &str) -> Result<AccountView, CommandError> {
-    let (state, _) = load_account(ctx.log(), did).await?;
+    let state = crate::load_account_profile(ctx.log(), did).await?;
     let account = state.live().ok_or(CommandError::AccountNotFound)?;
     Ok(account_view(ctx, account))
 }

@@ -33,7 +33,17 @@ pub mod oauth_refresh_token;
 pub mod oauth_revoke;
 pub mod plc_client;
 pub mod refresh_session;
+pub mod resolve_did;
 pub mod revoke_app_password;
+pub mod get_service_auth;
+pub mod update_handle;
+pub mod request_email_token;
+pub mod confirm_email;
+pub mod update_email;
+pub mod reset_password;
+pub mod delete_account;
+pub mod sign_plc_operation;
+pub mod submit_plc_operation;
 
 use domain::account::{self, Account, AccountEvent, AccountState};
 use domain::crypto::{KeyType, Keypair};
@@ -51,7 +61,7 @@ pub use admin_account_info::{admin_account_info, AdminAccountInfo};
 pub use admin_delete_account::admin_delete_account;
 pub use admin_update_account_handle::admin_update_account_handle;
 pub use admin_update_account_password::admin_update_account_password;
-pub use admin_update_subject_status::admin_update_takedown;
+pub use admin_update_subject_status::{admin_update_deactivated, admin_update_takedown};
 pub use check_account_status::{check_account_status, AccountStatusView};
 pub use deactivate_account::deactivate_account;
 pub use create_app_password::{create_app_password, list_app_passwords, AppPasswordView, NewAppPassword};
@@ -60,6 +70,15 @@ pub use create_session::{create_session, get_session};
 pub use delete_session::delete_session;
 pub use refresh_session::refresh_session;
 pub use revoke_app_password::revoke_app_password;
+pub use get_service_auth::{get_recommended_did_credentials, get_service_auth, DidCredentials};
+pub use update_handle::update_handle;
+pub use request_email_token::{request_email_token, request_password_reset, Mail};
+pub use confirm_email::confirm_email;
+pub use update_email::update_email;
+pub use reset_password::reset_password;
+pub use delete_account::delete_account;
+pub use sign_plc_operation::{sign_plc_operation, PlcOperationFields};
+pub use submit_plc_operation::submit_plc_operation;
 
 /// What every command needs: the appender (and through it the log) and the server's settings and
 /// secrets.
@@ -170,6 +189,21 @@ pub enum CommandError {
     InvalidMimeType(String),
     #[error("{0}")]
     InvalidBlob(String),
+    /// A 401 with a lexicon error name of its own: a refused service-auth JWT (reference
+    /// `verifyJwt`: `BadJwt`, `JwtExpired`, `BadJwtAudience`, `BadJwtLexiconMethod`,
+    /// `BadJwtSignature`, `AuthRequired`), or `deleteAccount`'s `AuthenticationRequired`.
+    #[error("{message}")]
+    ServiceAuth { name: &'static str, message: String },
+    /// A password login that needs the emailed sign-in code: `api` sends the mail, then answers
+    /// 401 `AuthFactorTokenRequired`.
+    #[error("A sign in code has been sent to your email address")]
+    AuthFactorTokenRequired(Box<request_email_token::Mail>),
+    /// `getServiceAuth` with an `exp` it may not grant.
+    #[error("{0}")]
+    BadExpiration(String),
+    /// A 400 with a lexicon error name of its own (`TokenRequired`, `InvalidEmail`, …).
+    #[error("{message}")]
+    Named { name: &'static str, message: String },
     #[error("PLC directory: {0}")]
     Plc(String),
     #[error("concurrent change to {0}; try again")]
@@ -223,8 +257,37 @@ pub(crate) fn now() -> (i64, i64) {
     (micros, micros / 1_000_000)
 }
 
-/// The account aggregate of `did`, folded from its stream, and the stream's version.
+/// The account aggregate of `did` and its stream's version, from the `accounts` read model
+/// (`projections::accounts::snapshot`: three indexed lookups, whatever the stream's length). The
+/// version is read first, so rows newer than it make the caller's append at that version conflict
+/// (and retry) rather than overwrite. A stream with events but no row is a deleted account.
 pub async fn load_account(log: &EventLog, did: &str) -> Result<(AccountState, i64), CommandError> {
+    let Ok(parsed) = Did::parse(did) else {
+        return Ok((AccountState::Absent, 0));
+    };
+    let version = log.stream_version(&account::stream_name(&parsed)).await?;
+    if version == 0 {
+        return Ok((AccountState::Absent, 0));
+    }
+    Ok(match projections::accounts::snapshot(log, did).await? {
+        Some(a) => (AccountState::Live(Box::new(a)), version),
+        None => (AccountState::Deleted, version),
+    })
+}
+
+/// The account of `did` for reading (`getSession`, views, its signing key): one primary-key
+/// lookup; its credentials (app passwords, sessions, emailed tokens) are left out, so nothing may
+/// decide on them. `Absent` also for a deleted account.
+pub async fn load_account_profile(log: &EventLog, did: &str) -> Result<AccountState, CommandError> {
+    Ok(match projections::accounts::profile(log, did).await? {
+        Some(a) => AccountState::Live(Box::new(a)),
+        None => AccountState::Absent,
+    })
+}
+
+/// The account aggregate of `did` folded from its whole stream (O(stream length)), and the
+/// stream's version: the definition [`load_account`]'s snapshot must agree with.
+pub async fn fold_account(log: &EventLog, did: &str) -> Result<(AccountState, i64), CommandError> {
     let Ok(parsed) = Did::parse(did) else {
         return Ok((AccountState::Absent, 0));
     };
@@ -263,6 +326,7 @@ pub struct AccountView {
     pub handle: String,
     pub email: String,
     pub email_confirmed: bool,
+    pub email_auth_factor: bool,
     pub active: bool,
     pub status: Option<&'static str>,
     pub did_doc: serde_json::Value,
@@ -299,6 +363,7 @@ pub fn account_view(ctx: &Ctx, a: &Account) -> AccountView {
         handle: a.handle.as_str().to_owned(),
         email: a.email.clone(),
         email_confirmed: a.email_confirmed_at.is_some(),
+        email_auth_factor: a.email_auth_factor,
         active: status.is_none(),
         status: status.map(|s| s.as_str()),
         did_doc: did_doc(ctx, a),
@@ -308,7 +373,19 @@ pub fn account_view(ctx: &Ctx, a: &Account) -> AccountView {
 /// An access token of `scope` and a refresh token with id `jti`, both from `now_secs`.
 pub(crate) fn tokens(ctx: &Ctx, did: &str, scope: Scope, jti: &str, now_secs: i64) -> (String, String) {
     (
-        session_jwt::create_access_token(&ctx.jwt, did, &ctx.service_did, scope, now_secs),
+        if scope == Scope::Takendown {
+            // `allowTakendown` logins store no refresh token: nothing to name.
+            session_jwt::create_access_token(&ctx.jwt, did, &ctx.service_did, scope, now_secs)
+        } else {
+            session_jwt::create_session_access_token(
+                &ctx.jwt,
+                did,
+                &ctx.service_did,
+                scope,
+                &session_jwt::refresh_token_hash(jti),
+                now_secs,
+            )
+        },
         session_jwt::create_refresh_token(&ctx.jwt, did, &ctx.service_did, jti, now_secs),
     )
 }
@@ -324,6 +401,26 @@ pub fn verify_access(ctx_jwt: &JwtKey, service_did: &str, token: &str) -> Result
     session_jwt::verify(ctx_jwt, token, session_jwt::TokenType::Access, service_did, now_secs)
         .map(|c| (c.sub, c.scope))
         .map_err(jwt_error)
+}
+
+/// Verifies an access token for this service: its claims.
+pub fn verify_access_claims(ctx_jwt: &JwtKey, service_did: &str, token: &str) -> Result<session_jwt::Claims, CommandError> {
+    let (_, now_secs) = now();
+    session_jwt::verify(ctx_jwt, token, session_jwt::TokenType::Access, service_did, now_secs).map_err(jwt_error)
+}
+
+/// An access token naming its session (`jti`, see `session_jwt::create_session_access_token`) is
+/// good only while that session's refresh token is held: revoking it (logout, reuse detection,
+/// app-password revocation, password change, takedown, deletion) ends its access tokens at once.
+/// One primary-key lookup in the `accounts` read model. Tokens without a `jti` (a takendown
+/// account's `allowTakendown` login, whose refresh token is never stored) are not looked up.
+pub async fn check_access_session(log: &EventLog, claims: &session_jwt::Claims) -> Result<(), CommandError> {
+    let Some(session) = claims.jti.as_deref() else { return Ok(()) };
+    if projections::accounts::refresh_token_held(log, &claims.sub, session).await? {
+        Ok(())
+    } else {
+        Err(CommandError::ExpiredToken("Token has been revoked".into()))
+    }
 }
 
 pub(crate) fn jwt_error(e: session_jwt::JwtError) -> CommandError {
@@ -345,7 +442,13 @@ pub(crate) fn account_error(e: account::AccountError) -> CommandError {
         E::InvalidToken => CommandError::InvalidToken("Token could not be verified".into()),
         E::ExpiredToken => CommandError::ExpiredToken("Token has expired".into()),
         E::TokenRevoked => CommandError::ExpiredToken("Token has been revoked".into()),
-        E::DuplicateAppPassword(_) | E::InvalidAppPasswordName | E::InvalidEmail => {
+        E::InvalidEmail => CommandError::Named { name: "InvalidEmail", message: "invalid email".into() },
+        E::AuthFactorTokenRequired => CommandError::ServiceAuth {
+            name: "AuthFactorTokenRequired",
+            message: "A sign in code has been sent to your email address".into(),
+        },
+        E::TokenRequired => CommandError::Named { name: "TokenRequired", message: "confirmation token required".into() },
+        E::DuplicateAppPassword(_) | E::InvalidAppPasswordName => {
             CommandError::InvalidRequest(e.to_string())
         }
         E::InvalidCommand(_) | E::SecretNotProtected(_) => CommandError::Internal(e.to_string()),
@@ -355,4 +458,39 @@ pub(crate) fn account_error(e: account::AccountError) -> CommandError {
 /// Runs CPU-heavy work (argon2) off the async threads.
 pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, CommandError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| CommandError::Internal(format!("worker failed: {e}")))
+}
+
+/// Decides on `account/<did>` and appends, retrying on a concurrent change (the common loop of
+/// the account commands). `email` names the address an append may race for (`EmailTaken`).
+pub(crate) async fn decide_on_account(
+    ctx: &Ctx,
+    did: &str,
+    email: &str,
+    decide: impl Fn(&AccountState, i64) -> Result<Vec<AccountEvent>, CommandError>,
+) -> Result<(), CommandError> {
+    let parsed = Did::parse(did).map_err(|_| CommandError::AccountNotFound)?;
+    for _ in 0..3 {
+        let (state, version) = load_account(ctx.log(), did).await?;
+        let (now_micros, _) = now();
+        let events = decide(&state, now_micros)?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        match ctx.appender.append(vec![account_append(&parsed, ExpectedVersion::Exact(version), &events)]).await {
+            Ok(_) => return Ok(()),
+            Err(AppendError::Conflict { .. }) => continue,
+            Err(e) => return Err(append_error(e, "", email)),
+        }
+    }
+    Err(CommandError::Conflict(format!("account/{did}")))
+}
+
+/// The account aggregate's refusals in the emailed-token flows, with the reference's messages
+/// ("Token is invalid", "Token is expired").
+pub(crate) fn email_token_error(e: account::AccountError) -> CommandError {
+    match e {
+        account::AccountError::InvalidToken => CommandError::InvalidToken("Token is invalid".into()),
+        account::AccountError::ExpiredToken => CommandError::ExpiredToken("Token is expired".into()),
+        e => account_error(e),
+    }
 }

@@ -10,7 +10,7 @@ use crate::CommandError;
 /// Longest wait for the directory to accept an operation.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
-fn client() -> Result<&'static reqwest::Client, CommandError> {
+pub(crate) fn client() -> Result<&'static reqwest::Client, CommandError> {
     static CLIENT: OnceLock<Option<reqwest::Client>> = OnceLock::new();
     CLIENT
         .get_or_init(|| reqwest::Client::builder().timeout(TIMEOUT).build().ok())
@@ -34,4 +34,16 @@ pub async fn submit_operation(plc_url: &str, did: &str, op: &serde_json::Value) 
     let body = response.text().await.unwrap_or_default();
     let body: String = body.chars().take(500).collect();
     Err(CommandError::Plc(format!("POST {url}: {status}: {body}")))
+}
+
+/// `GET {plc_url}/{did}/log/last`: the DID's latest operation.
+pub async fn last_operation(plc_url: &str, did: &str) -> Result<domain::plc::SignedOp, CommandError> {
+    let url = format!("{plc_url}/{did}/log/last");
+    let plc = |m: String| CommandError::Plc(m);
+    let response = client()?.get(&url).send().await.map_err(|e| plc(format!("GET {url}: {e}")))?;
+    if !response.status().is_success() {
+        return Err(plc(format!("GET {url}: {}", response.status())));
+    }
+    let last: serde_json::Value = response.json().await.map_err(|e| plc(format!("GET {url}: {e}")))?;
+    domain::plc::SignedOp::from_json(&last).map_err(|e| plc(format!("GET {url}: {e}")))
 }

@@ -102,7 +102,8 @@ pub struct Claims {
     pub aud: String,
     pub iat: i64,
     pub exp: i64,
-    /// Refresh tokens only: the token id whose [`refresh_token_hash`] the server stores.
+    /// Refresh tokens: the token id whose [`refresh_token_hash`] the server stores. Access
+    /// tokens from [`create_session_access_token`]: that hash (their session).
     pub jti: Option<String>,
 }
 
@@ -164,6 +165,29 @@ pub fn create_access_token(
         json_str(scope.as_str()),
         json_str(aud),
         json_str(did),
+        now_secs.saturating_add(ACCESS_LIFETIME_SECS),
+    );
+    encode(key, TokenType::Access, &claims)
+}
+
+/// An access token like [`create_access_token`] that also names its session: `jti` is the
+/// [`refresh_token_hash`] of the refresh token issued with it, so the server can refuse it as soon
+/// as that refresh token is revoked (logout, app-password revocation, password change, takedown).
+/// The hash reveals nothing usable: a refresh needs the `jti` itself.
+pub fn create_session_access_token(
+    key: &JwtKey,
+    did: &str,
+    aud: &str,
+    scope: Scope,
+    session: &str,
+    now_secs: i64,
+) -> String {
+    let claims = format!(
+        r#"{{"scope":{},"aud":{},"sub":{},"jti":{},"iat":{now_secs},"exp":{}}}"#,
+        json_str(scope.as_str()),
+        json_str(aud),
+        json_str(did),
+        json_str(session),
         now_secs.saturating_add(ACCESS_LIFETIME_SECS),
     );
     encode(key, TokenType::Access, &claims)

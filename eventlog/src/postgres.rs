@@ -72,6 +72,13 @@ fn migrator() -> Migrator {
             MigrationType::Simple,
             Cow::Borrowed(include_str!("../../migrations/postgres/0008_oauth.sql")),
             false,
+        ),
+        Migration::new(
+            9,
+            Cow::Borrowed("account email tokens"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/postgres/0009_account_email_tokens.sql")),
+            false,
         )]),
         ..Migrator::DEFAULT
     }

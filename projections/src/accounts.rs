@@ -38,6 +38,7 @@ pub const PROJECTOR: Projector = Projector {
                 "delete_after",
                 "takedown_ref",
                 "taken_down_at",
+                "email_auth_factor",
             ],
         },
         Table {
@@ -48,6 +49,7 @@ pub const PROJECTOR: Projector = Projector {
             name: "account_refresh_tokens",
             columns: &["token_hash", "did", "family", "app_password_name", "expires_at", "successor"],
         },
+        Table { name: "account_email_tokens", columns: &["did", "purpose", "token_hash", "expires_at"] },
     ],
     apply,
 };
@@ -80,6 +82,7 @@ async fn delete_account(tx: &mut Tx<'_>, did: &str) -> Result<(), sqlx::Error> {
     exec(tx, "DELETE FROM accounts WHERE did = ?", &[did.into()]).await?;
     exec(tx, "DELETE FROM account_app_passwords WHERE did = ?", &[did.into()]).await?;
     exec(tx, DELETE_TOKENS, &[did.into()]).await?;
+    exec(tx, "DELETE FROM account_email_tokens WHERE did = ?", &[did.into()]).await?;
     Ok(())
 }
 
@@ -191,6 +194,32 @@ async fn apply_one(tx: &mut Tx<'_>, did: &str, event: &AccountEvent) -> Result<(
             )
             .await?;
         }
+        AccountEvent::EmailTokenIssued { purpose, token_hash, expires_at, .. } => {
+            exec(
+                tx,
+                "DELETE FROM account_email_tokens WHERE did = ? AND purpose = ?",
+                &[did.into(), purpose.as_str().into()],
+            )
+            .await?;
+            exec(
+                tx,
+                "INSERT INTO account_email_tokens (did, purpose, token_hash, expires_at) VALUES (?, ?, ?, ?)",
+                &[did.into(), purpose.as_str().into(), token_hash.clone().into(), (*expires_at).into()],
+            )
+            .await?;
+        }
+        AccountEvent::EmailTokenUsed { purpose, .. } => {
+            exec(
+                tx,
+                "DELETE FROM account_email_tokens WHERE did = ? AND purpose = ?",
+                &[did.into(), purpose.as_str().into()],
+            )
+            .await?;
+        }
+        AccountEvent::EmailAuthFactorUpdated { enabled, .. } => {
+            exec(tx, "UPDATE accounts SET email_auth_factor = ? WHERE did = ?", &[i64::from(*enabled).into(), did.into()])
+                .await?;
+        }
         AccountEvent::Activated { .. } => {
             exec(tx, "UPDATE accounts SET deactivated_at = NULL, delete_after = NULL WHERE did = ?", &[did.into()])
                 .await?;
@@ -249,4 +278,164 @@ pub fn is_unique_violation_on(e: &sqlx::Error, column: &str) -> bool {
         }
         _ => false,
     }
+}
+
+type AccountRowT = (
+    String,
+    String,
+    Option<i64>,
+    String,
+    Vec<u8>,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    i64,
+);
+
+/// token_hash, family, app_password_name, expires_at, successor.
+type TokenRowT = (String, String, Option<String>, i64, Option<String>);
+
+macro_rules! fetch {
+    ($log:expr, $kind:ident, $sql:expr, $($arg:expr),*) => {
+        match $log.read_pool() {
+            eventlog::ReadPool::Sqlite(p) => sqlx::query_as($sql)$(.bind($arg))*.$kind(p).await?,
+            eventlog::ReadPool::Postgres(p) => sqlx::query_as(&crate::sql::numbered($sql))$(.bind($arg))*.$kind(p).await?,
+        }
+    };
+}
+
+/// The account of `did` as its rows describe it: the same [`domain::account::Account`] that
+/// folding `account/<did>` gives (the projector applies the fold's rules), read with three indexed
+/// lookups instead of a fold of the whole stream — so the cost of loading an account does not
+/// grow with the number of sessions it ever had. `None` when there is no row (never created, or
+/// deleted).
+///
+/// The three reads are separate statements: a caller that decides on the result must read the
+/// stream version *before* calling this and append at that version, so a change committed in
+/// between makes the append conflict instead of being overwritten.
+pub async fn snapshot(log: &EventLog, did: &str) -> Result<Option<domain::account::Account>, ProjectionError> {
+    read_account(log, did, true).await
+}
+
+/// The account of `did` without its credentials: app passwords, refresh tokens and emailed
+/// tokens are left empty. One primary-key lookup, for reads that show or use the account
+/// (`getSession`, the signing key) and never decide on its sessions.
+pub async fn profile(log: &EventLog, did: &str) -> Result<Option<domain::account::Account>, ProjectionError> {
+    read_account(log, did, false).await
+}
+
+async fn read_account(
+    log: &EventLog,
+    did: &str,
+    credentials: bool,
+) -> Result<Option<domain::account::Account>, ProjectionError> {
+    let bad = |what: &str| ProjectionError::Apply { projector: NAME, position: 0, message: format!("{did}: stored {what} is invalid") };
+    let row: Option<AccountRowT> = fetch!(
+        log,
+        fetch_optional,
+        "SELECT handle, email, email_confirmed_at, password_hash, signing_key_encrypted, signing_did_key, \
+         plc_genesis, invite_code, created_at, deactivated_at, delete_after, takedown_ref, taken_down_at, \
+         email_auth_factor FROM accounts WHERE did = ?",
+        did
+    );
+    let Some(r) = row else { return Ok(None) };
+    if !credentials {
+        return account_from(did, r, vec![], vec![], Default::default()).map(Some);
+    }
+    let apps: Vec<(String, String, i64, i64)> = fetch!(
+        log,
+        fetch_all,
+        "SELECT name, password_hash, privileged, created_at FROM account_app_passwords WHERE did = ?",
+        did
+    );
+    let tokens: Vec<TokenRowT> = fetch!(
+        log,
+        fetch_all,
+        "SELECT token_hash, family, app_password_name, expires_at, successor FROM account_refresh_tokens WHERE did = ?",
+        did
+    );
+    let email_tokens: Vec<(String, String, i64)> = fetch!(
+        log,
+        fetch_all,
+        "SELECT purpose, token_hash, expires_at FROM account_email_tokens WHERE did = ?",
+        did
+    );
+    let email_tokens = email_tokens
+        .into_iter()
+        .map(|(purpose, token_hash, expires_at)| {
+            let purpose = domain::account::EmailTokenPurpose::parse(&purpose).ok_or_else(|| bad("email token purpose"))?;
+            Ok((purpose, domain::account::EmailToken { token_hash, expires_at }))
+        })
+        .collect::<Result<_, ProjectionError>>()?;
+    account_from(did, r, apps, tokens, email_tokens).map(Some)
+}
+
+fn account_from(
+    did: &str,
+    r: AccountRowT,
+    apps: Vec<(String, String, i64, i64)>,
+    tokens: Vec<TokenRowT>,
+    email_tokens: std::collections::BTreeMap<domain::account::EmailTokenPurpose, domain::account::EmailToken>,
+) -> Result<domain::account::Account, ProjectionError> {
+    use domain::account::{Account, AppPassword, Deactivation, RefreshToken, Takedown};
+    let bad = |what: &str| ProjectionError::Apply { projector: NAME, position: 0, message: format!("{did}: stored {what} is invalid") };
+    let plc_genesis = match r.6 {
+        Some(s) => Some(domain::cbor::Cid::try_from(s.as_str()).map_err(|_| bad("plc_genesis"))?),
+        None => None,
+    };
+    Ok(Account {
+        did: domain::syntax::Did::parse(did).map_err(|_| bad("did"))?,
+        handle: domain::syntax::Handle::parse(&r.0).map_err(|_| bad("handle"))?,
+        email: r.1,
+        email_confirmed_at: r.2,
+        email_auth_factor: r.13 != 0,
+        password_hash: r.3,
+        signing_key_encrypted: r.4,
+        signing_did_key: r.5,
+        plc_genesis,
+        invite_code: r.7,
+        created_at: r.8,
+        deactivation: r.9.map(|at| Deactivation { at, delete_after: r.10 }),
+        takedown: r.12.map(|at| Takedown { reference: r.11, at }),
+        app_passwords: apps
+            .into_iter()
+            .map(|(name, password_hash, privileged, created_at)| {
+                (name, AppPassword { password_hash, privileged: privileged != 0, created_at })
+            })
+            .collect(),
+        refresh_tokens: tokens
+            .into_iter()
+            .map(|(hash, family, app_password_name, expires_at, successor)| {
+                (hash, RefreshToken { family, app_password_name, expires_at, successor })
+            })
+            .collect(),
+        email_tokens,
+    })
+}
+
+/// Whether the refresh token `token_hash` of `did` is still held (not revoked, not pruned): the
+/// one-row check that ends a session's access tokens when its refresh token is revoked.
+pub async fn refresh_token_held(log: &EventLog, did: &str, token_hash: &str) -> Result<bool, ProjectionError> {
+    Ok(fetch_text(
+        log.read_pool(),
+        "SELECT did FROM account_refresh_tokens WHERE token_hash = ? AND did = ?",
+        &[token_hash.into(), did.into()],
+    )
+    .await?
+    .is_some())
+}
+
+/// The DID whose live token of `purpose` has this hash (`resetPassword` knows only the token).
+pub async fn did_by_email_token(log: &EventLog, purpose: &str, token_hash: &str) -> Result<Option<String>, ProjectionError> {
+    Ok(fetch_text(
+        log.read_pool(),
+        "SELECT did FROM account_email_tokens WHERE token_hash = ? AND purpose = ?",
+        &[token_hash.into(), purpose.into()],
+    )
+    .await?)
 }

@@ -2,8 +2,9 @@
 //! directory): create (the password once, `xxxx-xxxx-xxxx-xxxx`), list (never the password),
 //! login with one (scope `com.atproto.appPass` / `appPassPrivileged`), an app-password session
 //! refused `createAppPassword` and `getAccountInviteCodes` (`Bad token scope`), revoke (its
-//! sessions can no longer refresh, the password no longer logs in), and `pds replay` + `pds
-//! verify` followed by logins.
+//! sessions can no longer refresh and their access tokens are refused at once, the password no
+//! longer logs in), and `pds replay` + `pds verify` followed by the earlier sessions (access and
+//! refresh) and logins.
 
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -102,10 +103,18 @@ async fn app_passwords_flow(pg: Option<&PgDatabase>) {
     assert_eq!(refreshed.0, 200, "{refreshed:?}");
     assert_eq!(claims(refreshed.1["accessJwt"].as_str().unwrap())["scope"], "com.atproto.appPass");
     let phone_refresh = refreshed.1["refreshJwt"].as_str().unwrap().to_owned();
+    let phone_access_2 = refreshed.1["accessJwt"].as_str().unwrap().to_owned();
 
     // --- revoke ends its sessions ----------------------------------------------------------------
     assert_eq!(post(s, REVOKE, Some(&full), json!({ "name": "phone" })).await.0, 200);
     assert_error(&post(s, REFRESH, Some(&phone_refresh), json!({})).await, 400, "ExpiredToken");
+    // Its access tokens (before and after the refresh) stop at once; the other app password's do not.
+    for token in [&phone_access, &phone_access_2] {
+        let refused = get(s, "com.atproto.server.getSession", Some(token)).await;
+        assert_error(&refused, 400, "ExpiredToken");
+        assert_eq!(refused.1["message"], "Token has been revoked");
+    }
+    assert_eq!(get(s, "com.atproto.server.getSession", Some(&chat_access)).await.0, 200);
     assert_error(&login(s, "alice.test", &phone_pw).await, 401, "AuthenticationRequired");
     assert_eq!(post(s, REVOKE, Some(&full), json!({ "name": "never-existed" })).await.0, 200);
     assert_error(&post(s, REVOKE, Some(&full), json!({})).await, 400, "InvalidRequest");
@@ -116,6 +125,8 @@ async fn app_passwords_flow(pg: Option<&PgDatabase>) {
     // The other app password's session is untouched.
     let chat_refreshed = post(s, REFRESH, Some(&chat_refresh), json!({})).await;
     assert_eq!(chat_refreshed.0, 200, "{chat_refreshed:?}");
+    let chat_access = chat_refreshed.1["accessJwt"].as_str().unwrap().to_owned();
+    let chat_refresh = chat_refreshed.1["refreshJwt"].as_str().unwrap().to_owned();
     // A revoked name can be used again, with a new password.
     let again = post(s, CREATE, Some(&full), json!({ "name": "phone" })).await;
     assert_eq!(again.0, 200, "{again:?}");
@@ -140,6 +151,12 @@ async fn app_passwords_flow(pg: Option<&PgDatabase>) {
     let borrowed: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let server = Server::start_in(dir.path(), &borrowed).await;
     let s = &server;
+    // Sessions made before the replay still work; the revoked one's tokens stay refused.
+    let chat_after = get(s, "com.atproto.server.getSession", Some(&chat_access)).await;
+    assert_eq!(chat_after.0, 200, "{chat_after:?}");
+    assert_eq!(get(s, "com.atproto.server.getSession", Some(&full)).await.0, 200);
+    assert_error(&get(s, "com.atproto.server.getSession", Some(&phone_access_2)).await, 400, "ExpiredToken");
+    assert_eq!(post(s, REFRESH, Some(&chat_refresh), json!({})).await.0, 200);
     let chat_login = login(s, "alice.test", &chat_pw).await;
     assert_eq!(chat_login.0, 200, "{chat_login:?}");
     assert_eq!(claims(chat_login.1["accessJwt"].as_str().unwrap())["scope"], "com.atproto.appPassPrivileged");

@@ -79,6 +79,10 @@ pub async fn start<'a>(
     if let Some(db) = pg {
         env.push(("PDS_DATABASE_URL", db.url.clone()));
     }
+    // One service DID per data directory, not per port: tokens issued before a restart (which
+    // lands on another port) stay valid after it.
+    let name: String = dir.file_name().unwrap_or_default().to_string_lossy().chars().filter(char::is_ascii_alphanumeric).collect();
+    env.push(("PDS_SERVICE_DID", format!("did:web:pds-{}.test", name.to_ascii_lowercase())));
     let borrowed: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let server = Server::start_in(dir, &borrowed).await;
     (server, env)

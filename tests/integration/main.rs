@@ -19,3 +19,5 @@ mod sync;
 mod sync_interop;
 mod conformance;
 mod oauth;
+mod identity;
+mod email;

@@ -12,7 +12,7 @@
 use crate::key_encryption;
 use crate::syntax::{Did, Handle};
 
-use super::events::{AccountCreated, AccountEvent, AccountStatus};
+use super::events::{AccountCreated, AccountEvent, AccountStatus, EmailTokenPurpose};
 use super::state::{Account, AccountState};
 
 /// The reference's refresh-token grace period after a rotation: 2 hours.
@@ -57,6 +57,12 @@ pub enum AccountError {
     InvalidAppPasswordName,
     #[error("email does not match the account's address")]
     InvalidEmail,
+    /// A password login of an account with email two-factor, without the emailed code.
+    #[error("A sign in code has been sent to your email address")]
+    AuthFactorTokenRequired,
+    /// `updateEmail` on a confirmed address without the emailed token (`TokenRequired`).
+    #[error("confirmation token required")]
+    TokenRequired,
     #[error("invalid command: {0}")]
     InvalidCommand(&'static str),
     /// Design invariant 5: only hashes and encrypted bytes may enter the log.
@@ -555,6 +561,21 @@ pub fn decide_deactivate(
     Ok(vec![event, status])
 }
 
+/// Admin `updateSubjectStatus` with `deactivated: {applied: false}` (reference: the account
+/// manager's `activateAccount`, then `#account` of the resulting status): `activated` + `#account`
+/// (`active`, or `takendown` if also taken down). Unlike the user's `activateAccount` there is no
+/// `#identity` and no `#sync`, and a takendown account is not refused. Always emitted, as the
+/// reference always sequences the status.
+pub fn decide_lift_deactivation(
+    state: &AccountState,
+    now: i64,
+) -> Result<Vec<AccountEvent>, AccountError> {
+    let account = live(state)?;
+    let event = AccountEvent::Activated { at: now };
+    let status = status_after(account, &event);
+    Ok(vec![event, status])
+}
+
 /// Admin `updateSubjectStatus` on the account: a takedown (`reference` = the moderation ref)
 /// revokes every session and emits `#account{takendown}`; lifting it emits the new status
 /// (active, or deactivated). No change (already in that takedown state with that reference)
@@ -608,4 +629,168 @@ fn status_after(account: &Account, event: &AccountEvent) -> AccountEvent {
             status: Some(AccountStatus::Deleted),
         },
     }
+}
+
+// ---- emailed tokens ------------------------------------------------------------------------
+
+/// `request*` (email confirmation / update, password reset, account deletion): a new token of
+/// `purpose` (its keyed hash; the caller mails the token), replacing any earlier one.
+pub fn decide_issue_email_token(
+    state: &AccountState,
+    purpose: EmailTokenPurpose,
+    token_hash: String,
+    now: i64,
+) -> Result<Vec<AccountEvent>, AccountError> {
+    live(state)?;
+    check_token_hash(&token_hash)?;
+    Ok(vec![AccountEvent::EmailTokenIssued {
+        purpose,
+        token_hash,
+        expires_at: now.saturating_add(crate::email_token::LIFETIME_MICROS),
+        at: now,
+    }])
+}
+
+/// The reference's `assertValidToken`: no token of that purpose, or another one →
+/// `InvalidToken`; past its 15 minutes → `ExpiredToken`.
+pub fn check_email_token(
+    account: &Account,
+    purpose: EmailTokenPurpose,
+    token_hash: &str,
+    now: i64,
+) -> Result<(), AccountError> {
+    let Some(t) = account.email_tokens.get(&purpose) else {
+        return Err(AccountError::InvalidToken);
+    };
+    if !crate::password::hashes_equal(&t.token_hash, token_hash) {
+        return Err(AccountError::InvalidToken);
+    }
+    if t.expires_at <= now {
+        return Err(AccountError::ExpiredToken);
+    }
+    Ok(())
+}
+
+/// `confirmEmail` with its token: token first, then the address must be the account's →
+/// `email_confirmed` + the token used.
+pub fn decide_confirm_email_with_token(
+    state: &AccountState,
+    email: &str,
+    token_hash: &str,
+    now: i64,
+) -> Result<Vec<AccountEvent>, AccountError> {
+    let account = live(state)?;
+    check_email_token(account, EmailTokenPurpose::ConfirmEmail, token_hash, now)?;
+    let mut events = decide_confirm_email(state, email, now)?;
+    events.push(AccountEvent::EmailTokenUsed {
+        purpose: EmailTokenPurpose::ConfirmEmail,
+        at: now,
+    });
+    Ok(events)
+}
+
+/// `updateEmail`: a confirmed address needs the `update_email` token (`TokenRequired`); a
+/// token, when given, must be valid. The new address is unconfirmed.
+/// The same address again changes nothing but (reference) may switch `email_auth_factor`.
+pub fn decide_update_email_with_token(
+    state: &AccountState,
+    email: &str,
+    token_hash: Option<&str>,
+    email_auth_factor: Option<bool>,
+    now: i64,
+) -> Result<Vec<AccountEvent>, AccountError> {
+    let account = live(state)?;
+    match token_hash {
+        None if account.email_confirmed_at.is_some() => return Err(AccountError::TokenRequired),
+        None => {}
+        Some(h) => check_email_token(account, EmailTokenPurpose::UpdateEmail, h, now)?,
+    }
+    let mut events = if email.to_lowercase() == account.email {
+        vec![]
+    } else {
+        decide_update_email(state, email, now)?
+    };
+    if let Some(enabled) = email_auth_factor.filter(|e| *e != account.email_auth_factor) {
+        events.push(AccountEvent::EmailAuthFactorUpdated { enabled, at: now });
+    }
+    if token_hash.is_some() {
+        events.push(AccountEvent::EmailTokenUsed {
+            purpose: EmailTokenPurpose::UpdateEmail,
+            at: now,
+        });
+    }
+    Ok(events)
+}
+
+/// `resetPassword`: the `reset_password` token, then the new password (every session revoked).
+pub fn decide_reset_password(
+    state: &AccountState,
+    token_hash: &str,
+    password_hash: String,
+    now: i64,
+) -> Result<Vec<AccountEvent>, AccountError> {
+    let account = live(state)?;
+    check_email_token(account, EmailTokenPurpose::ResetPassword, token_hash, now)?;
+    let mut events = decide_change_password(state, password_hash, now)?;
+    events.push(AccountEvent::EmailTokenUsed {
+        purpose: EmailTokenPurpose::ResetPassword,
+        at: now,
+    });
+    Ok(events)
+}
+
+/// Email two-factor at login (reference `createSession`), after the password checked: only a
+/// login with the account password of an account with `email_auth_factor` needs the emailed
+/// sign-in code (app passwords do not). No code → `AuthFactorTokenRequired` (the caller mails
+/// one); a code → checked like every emailed token, and used.
+pub fn decide_sign_in_factor(
+    account: &Account,
+    account_password_login: bool,
+    token_hash: Option<&str>,
+    now: i64,
+) -> Result<Vec<AccountEvent>, AccountError> {
+    if !account.email_auth_factor || !account_password_login {
+        return Ok(vec![]);
+    }
+    let Some(h) = token_hash else {
+        return Err(AccountError::AuthFactorTokenRequired);
+    };
+    check_email_token(account, EmailTokenPurpose::SignIn, h, now)?;
+    Ok(vec![AccountEvent::EmailTokenUsed {
+        purpose: EmailTokenPurpose::SignIn,
+        at: now,
+    }])
+}
+
+/// `signPlcOperation`: the `plc_operation` token is checked and used (the caller signs the op).
+pub fn decide_use_plc_operation_token(
+    state: &AccountState,
+    token_hash: &str,
+    now: i64,
+) -> Result<Vec<AccountEvent>, AccountError> {
+    let account = live(state)?;
+    check_email_token(account, EmailTokenPurpose::PlcOperation, token_hash, now)?;
+    Ok(vec![AccountEvent::EmailTokenUsed {
+        purpose: EmailTokenPurpose::PlcOperation,
+        at: now,
+    }])
+}
+
+/// `submitPlcOperation` (after the directory accepted it): `#identity` without a handle, as the
+/// reference's `sequenceIdentityEvt(did)`; the handle, if the operation changed it, is adopted.
+pub fn decide_identity_changed(
+    state: &AccountState,
+    handle: Option<Handle>,
+    now: i64,
+) -> Result<Vec<AccountEvent>, AccountError> {
+    let account = live(state)?;
+    let mut events = vec![];
+    if let Some(h) = handle.filter(|h| *h != account.handle) {
+        events.push(AccountEvent::HandleUpdated { handle: h, at: now });
+    }
+    events.push(AccountEvent::Identity {
+        did: account.did.clone(),
+        handle: None,
+    });
+    Ok(events)
 }

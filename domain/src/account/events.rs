@@ -52,6 +52,47 @@ impl AccountStatus {
     }
 }
 
+/// What an emailed token (`requestEmailConfirmation`, `requestEmailUpdate`,
+/// `requestPasswordReset`, `requestAccountDelete`) is for; one live token per purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EmailTokenPurpose {
+    ConfirmEmail,
+    UpdateEmail,
+    ResetPassword,
+    DeleteAccount,
+    /// The emailed sign-in code of email two-factor login (`authFactorToken`).
+    SignIn,
+    /// `requestPlcOperationSignature` → `signPlcOperation`.
+    PlcOperation,
+}
+
+impl EmailTokenPurpose {
+    /// The reference's purpose names (its `email_token.purpose`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmailTokenPurpose::ConfirmEmail => "confirm_email",
+            EmailTokenPurpose::UpdateEmail => "update_email",
+            EmailTokenPurpose::ResetPassword => "reset_password",
+            EmailTokenPurpose::DeleteAccount => "delete_account",
+            EmailTokenPurpose::SignIn => "2fa_code",
+            EmailTokenPurpose::PlcOperation => "plc_operation",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EmailTokenPurpose> {
+        [
+            EmailTokenPurpose::ConfirmEmail,
+            EmailTokenPurpose::UpdateEmail,
+            EmailTokenPurpose::ResetPassword,
+            EmailTokenPurpose::DeleteAccount,
+            EmailTokenPurpose::SignIn,
+            EmailTokenPurpose::PlcOperation,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
+    }
+}
+
 /// `account.created`: the account exists. The first event of the stream (or the first after a
 /// deletion, when a DID comes back by migration).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +181,24 @@ pub enum AccountEvent {
         reused_hash: String,
         at: i64,
     },
+    /// An emailed token was issued: only its keyed hash (`domain::email_token::hash`) is kept;
+    /// it replaces any earlier token of that purpose.
+    EmailTokenIssued {
+        purpose: EmailTokenPurpose,
+        token_hash: String,
+        expires_at: i64,
+        at: i64,
+    },
+    /// Email two-factor login switched on or off (`updateEmail` with `emailAuthFactor`).
+    EmailAuthFactorUpdated {
+        enabled: bool,
+        at: i64,
+    },
+    /// The token of `purpose` was used (and is gone).
+    EmailTokenUsed {
+        purpose: EmailTokenPurpose,
+        at: i64,
+    },
     Activated {
         at: i64,
     },
@@ -199,6 +258,9 @@ const SESSION_CREATED: &str = "account.session_created";
 const SESSION_REFRESHED: &str = "account.session_refreshed";
 const SESSION_REVOKED: &str = "account.session_revoked";
 const SESSION_FAMILY_REVOKED: &str = "account.session_family_revoked";
+const EMAIL_TOKEN_ISSUED: &str = "account.email_token_issued";
+const EMAIL_TOKEN_USED: &str = "account.email_token_used";
+const EMAIL_AUTH_FACTOR_UPDATED: &str = "account.email_auth_factor_updated";
 const ACTIVATED: &str = "account.activated";
 const DEACTIVATED: &str = "account.deactivated";
 const TAKEDOWN_UPDATED: &str = "account.takedown_updated";
@@ -207,7 +269,7 @@ const IDENTITY: &str = "account.identity";
 const STATUS: &str = "account.status";
 
 /// Every event type name, in declaration order.
-pub const EVENT_TYPES: [&str; 17] = [
+pub const EVENT_TYPES: [&str; 20] = [
     CREATED,
     HANDLE_UPDATED,
     EMAIL_UPDATED,
@@ -219,6 +281,9 @@ pub const EVENT_TYPES: [&str; 17] = [
     SESSION_REFRESHED,
     SESSION_REVOKED,
     SESSION_FAMILY_REVOKED,
+    EMAIL_TOKEN_ISSUED,
+    EMAIL_TOKEN_USED,
+    EMAIL_AUTH_FACTOR_UPDATED,
     ACTIVATED,
     DEACTIVATED,
     TAKEDOWN_UPDATED,
@@ -242,6 +307,9 @@ impl AccountEvent {
             AccountEvent::SessionRefreshed { .. } => SESSION_REFRESHED,
             AccountEvent::SessionRevoked { .. } => SESSION_REVOKED,
             AccountEvent::SessionFamilyRevoked { .. } => SESSION_FAMILY_REVOKED,
+            AccountEvent::EmailTokenIssued { .. } => EMAIL_TOKEN_ISSUED,
+            AccountEvent::EmailTokenUsed { .. } => EMAIL_TOKEN_USED,
+            AccountEvent::EmailAuthFactorUpdated { .. } => EMAIL_AUTH_FACTOR_UPDATED,
             AccountEvent::Activated { .. } => ACTIVATED,
             AccountEvent::Deactivated { .. } => DEACTIVATED,
             AccountEvent::TakedownUpdated { .. } => TAKEDOWN_UPDATED,
@@ -352,6 +420,23 @@ impl AccountEvent {
                 m.str("family", family)
                     .str("reused", reused_hash)
                     .int("at", *at);
+            }
+            AccountEvent::EmailTokenIssued {
+                purpose,
+                token_hash,
+                expires_at,
+                at,
+            } => {
+                m.str("purpose", purpose.as_str())
+                    .str("token", token_hash)
+                    .int("exp", *expires_at)
+                    .int("at", *at);
+            }
+            AccountEvent::EmailTokenUsed { purpose, at } => {
+                m.str("purpose", purpose.as_str()).int("at", *at);
+            }
+            AccountEvent::EmailAuthFactorUpdated { enabled, at } => {
+                m.bool("enabled", *enabled).int("at", *at);
             }
             AccountEvent::Activated { at } | AccountEvent::Deleted { at } => {
                 m.int("at", *at);
@@ -466,6 +551,20 @@ impl AccountEvent {
             SESSION_FAMILY_REVOKED => AccountEvent::SessionFamilyRevoked {
                 family: f.str("family")?,
                 reused_hash: f.str("reused")?,
+                at: f.int("at")?,
+            },
+            EMAIL_TOKEN_ISSUED => AccountEvent::EmailTokenIssued {
+                purpose: f.purpose("purpose")?,
+                token_hash: f.str("token")?,
+                expires_at: f.int("exp")?,
+                at: f.int("at")?,
+            },
+            EMAIL_TOKEN_USED => AccountEvent::EmailTokenUsed {
+                purpose: f.purpose("purpose")?,
+                at: f.int("at")?,
+            },
+            EMAIL_AUTH_FACTOR_UPDATED => AccountEvent::EmailAuthFactorUpdated {
+                enabled: f.bool("enabled")?,
                 at: f.int("at")?,
             },
             ACTIVATED => AccountEvent::Activated { at: f.int("at")? },
@@ -604,6 +703,9 @@ impl Fields {
             Some(Ipld::Link(c)) => Ok(Some(c)),
             Some(_) => Err(EventDecodeError::Invalid(k)),
         }
+    }
+    fn purpose(&mut self, k: &'static str) -> Result<EmailTokenPurpose, EventDecodeError> {
+        EmailTokenPurpose::parse(&self.str(k)?).ok_or(EventDecodeError::Invalid(k))
     }
     fn did(&mut self, k: &'static str) -> Result<Did, EventDecodeError> {
         Did::parse(&self.str(k)?).map_err(|_| EventDecodeError::Invalid(k))

@@ -25,19 +25,22 @@ mod state;
 mod tests;
 
 pub use decide::{
+    check_email_token, decide_confirm_email_with_token, decide_issue_email_token, decide_reset_password,
+    decide_sign_in_factor, decide_use_plc_operation_token, decide_identity_changed,
+    decide_update_email_with_token,
     decide_activate, decide_change_password, decide_confirm_email, decide_create_account,
     decide_create_app_password, decide_create_session, decide_deactivate, decide_delete,
-    decide_delete_session, decide_refresh_session, decide_revoke_app_password, decide_update_email,
+    decide_delete_session, decide_lift_deactivation, decide_refresh_session, decide_revoke_app_password, decide_update_email,
     decide_update_handle, decide_update_takedown, AccountError, CreateAccount, CreateAppPassword,
     CreateSession, PasswordCheck, RefreshDecision, RefreshSession, SessionGrant,
     APP_PASSWORD_NAME_MAX, REFRESH_GRACE_MICROS,
 };
 pub use events::{
-    AccountCreated, AccountEvent, AccountStatus, EventDecodeError, EVENT_TYPES, EVENT_VERSION,
+    AccountCreated, AccountEvent, AccountStatus, EmailTokenPurpose, EventDecodeError, EVENT_TYPES, EVENT_VERSION,
 };
 pub use rotation::successor_jti;
 pub use state::{
-    evolve, Account, AccountState, AppPassword, Deactivation, RefreshToken, Takedown,
+    evolve, Account, AccountState, AppPassword, Deactivation, EmailToken, RefreshToken, Takedown,
     RETIRED_TOKEN_MEMORY_MICROS,
 };
 

@@ -11,7 +11,7 @@ use crate::cbor::Cid;
 use crate::session_jwt::Scope;
 use crate::syntax::{Did, Handle};
 
-use super::events::{AccountCreated, AccountEvent, AccountStatus};
+use super::events::{AccountCreated, AccountEvent, AccountStatus, EmailTokenPurpose};
 
 /// How long a rotated refresh token is remembered after its grace period ended, so that its
 /// reuse is recognised and revokes the family. Older ones are forgotten (presenting one is then
@@ -37,6 +37,8 @@ pub struct Account {
     /// Lowercased.
     pub email: String,
     pub email_confirmed_at: Option<i64>,
+    /// Email two-factor login: a password login also needs the emailed sign-in code.
+    pub email_auth_factor: bool,
     /// argon2id PHC string.
     pub password_hash: String,
     pub signing_key_encrypted: Vec<u8>,
@@ -50,6 +52,15 @@ pub struct Account {
     pub app_passwords: BTreeMap<String, AppPassword>,
     /// By token hash (`refresh_token_hash` of the `jti`).
     pub refresh_tokens: BTreeMap<String, RefreshToken>,
+    /// The live emailed token of each purpose.
+    pub email_tokens: BTreeMap<EmailTokenPurpose, EmailToken>,
+}
+
+/// An emailed token: its keyed hash and when it stops being accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailToken {
+    pub token_hash: String,
+    pub expires_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +178,7 @@ fn created(c: &AccountCreated) -> Account {
         handle: c.handle.clone(),
         email: c.email.clone(),
         email_confirmed_at: None,
+        email_auth_factor: false,
         password_hash: c.password_hash.clone(),
         signing_key_encrypted: c.signing_key_encrypted.clone(),
         signing_did_key: c.signing_did_key.clone(),
@@ -180,6 +192,7 @@ fn created(c: &AccountCreated) -> Account {
         takedown: None,
         app_passwords: BTreeMap::new(),
         refresh_tokens: BTreeMap::new(),
+        email_tokens: BTreeMap::new(),
     }
 }
 
@@ -279,6 +292,24 @@ pub fn evolve(state: AccountState, event: &AccountEvent) -> AccountState {
         }
         AccountEvent::SessionRevoked { family, .. }
         | AccountEvent::SessionFamilyRevoked { family, .. } => a.revoke_family(family),
+        AccountEvent::EmailTokenIssued {
+            purpose,
+            token_hash,
+            expires_at,
+            ..
+        } => {
+            a.email_tokens.insert(
+                *purpose,
+                EmailToken {
+                    token_hash: token_hash.clone(),
+                    expires_at: *expires_at,
+                },
+            );
+        }
+        AccountEvent::EmailTokenUsed { purpose, .. } => {
+            a.email_tokens.remove(purpose);
+        }
+        AccountEvent::EmailAuthFactorUpdated { enabled, .. } => a.email_auth_factor = *enabled,
         AccountEvent::Activated { .. } => a.deactivation = None,
         AccountEvent::Deactivated { delete_after, at } => {
             a.deactivation = Some(Deactivation {

@@ -959,6 +959,17 @@ fn every_event() -> Vec<AccountEvent> {
             reference: None,
             at: -1,
         },
+        AccountEvent::EmailTokenIssued {
+            purpose: EmailTokenPurpose::ResetPassword,
+            token_hash: "ab".repeat(32),
+            expires_at: T0 + 1,
+            at: T0,
+        },
+        AccountEvent::EmailTokenUsed {
+            purpose: EmailTokenPurpose::DeleteAccount,
+            at: T0,
+        },
+        AccountEvent::EmailAuthFactorUpdated { enabled: true, at: T0 },
         AccountEvent::Deleted { at: T0 },
         identity("alice.test"),
         AccountEvent::Identity {
@@ -1099,4 +1110,98 @@ fn successor_jti_is_deterministic_secret_dependent_and_jti_shaped() {
     assert_ne!(a, successor_jti(b"secret-2", "jti"));
     assert_ne!(a, successor_jti(b"secret-1", "jti2"));
     assert_eq!(a.len(), 43);
+}
+
+// ---- emailed tokens ----------------------------------------------------------------------------
+
+fn issued(purpose: EmailTokenPurpose, hash: &str) -> AccountEvent {
+    AccountEvent::EmailTokenIssued {
+        purpose,
+        token_hash: hash.to_string(),
+        expires_at: T0 + crate::email_token::LIFETIME_MICROS,
+        at: T0,
+    }
+}
+
+#[test]
+fn an_email_token_is_checked_for_purpose_hash_and_expiry_and_used_once() {
+    let h = "a".repeat(64);
+    let other = "b".repeat(64);
+    let state = given([account_created()])
+        .when(|s| decide_issue_email_token(s, EmailTokenPurpose::ConfirmEmail, h.clone(), T0))
+        .then(vec![issued(EmailTokenPurpose::ConfirmEmail, &h)]);
+    let email = state.live().unwrap().email.clone();
+    given_state(state.clone())
+        .when(|s| decide_confirm_email_with_token(s, &email, &other, T0 + 1))
+        .then_error(AccountError::InvalidToken);
+    given_state(state.clone())
+        .when(|s| decide_reset_password(s, &h, "$argon2id$x".into(), T0 + 1))
+        .then_error(AccountError::InvalidToken);
+    given_state(state.clone())
+        .when(|s| decide_confirm_email_with_token(s, &email, &h, T0 + crate::email_token::LIFETIME_MICROS))
+        .then_error(AccountError::ExpiredToken);
+    given_state(state.clone())
+        .when(|s| decide_confirm_email_with_token(s, "someone@else.com", &h, T0 + 1))
+        .then_error(AccountError::InvalidEmail);
+    let confirmed = given_state(state)
+        .when(|s| decide_confirm_email_with_token(s, &email.to_uppercase(), &h, T0 + 1))
+        .then(vec![
+            AccountEvent::EmailConfirmed { email: email.clone(), at: T0 + 1 },
+            AccountEvent::EmailTokenUsed { purpose: EmailTokenPurpose::ConfirmEmail, at: T0 + 1 },
+        ]);
+    given_state(confirmed.clone())
+        .when(|s| decide_confirm_email_with_token(s, &email, &h, T0 + 2))
+        .then_error(AccountError::InvalidToken);
+    // A confirmed address needs the update token; an unconfirmed one does not.
+    given_state(confirmed.clone())
+        .when(|s| decide_update_email_with_token(s, "new@example.com", None, None, T0 + 2))
+        .then_error(AccountError::TokenRequired);
+    let with_token = given_state(confirmed)
+        .when(|s| decide_issue_email_token(s, EmailTokenPurpose::UpdateEmail, other.clone(), T0 + 2))
+        .then(vec![AccountEvent::EmailTokenIssued {
+            purpose: EmailTokenPurpose::UpdateEmail,
+            token_hash: other.clone(),
+            expires_at: T0 + 2 + crate::email_token::LIFETIME_MICROS,
+            at: T0 + 2,
+        }]);
+    let updated = given_state(with_token)
+        .when(|s| decide_update_email_with_token(s, "New@Example.com", Some(&other), None, T0 + 3))
+        .then(vec![
+            AccountEvent::EmailUpdated { email: "new@example.com".into(), at: T0 + 3 },
+            AccountEvent::EmailTokenUsed { purpose: EmailTokenPurpose::UpdateEmail, at: T0 + 3 },
+        ]);
+    assert_eq!(updated.live().unwrap().email_confirmed_at, None);
+    given_state(updated)
+        .when(|s| decide_update_email_with_token(s, "third@example.com", None, None, T0 + 4))
+        .then(vec![AccountEvent::EmailUpdated { email: "third@example.com".into(), at: T0 + 4 }]);
+}
+
+#[test]
+fn email_two_factor_needs_the_sign_in_code_for_password_logins_only() {
+    let h = "c".repeat(64);
+    let on = given([account_created()])
+        .when(|s| decide_update_email_with_token(s, "ALICE@example.com", None, Some(true), T0))
+        .then(vec![AccountEvent::EmailAuthFactorUpdated { enabled: true, at: T0 }]);
+    let account = on.live().unwrap().clone();
+    assert!(account.email_auth_factor);
+    let table = [
+        (decide_sign_in_factor(&account, true, None, T0), Err(AccountError::AuthFactorTokenRequired)),
+        (decide_sign_in_factor(&account, false, None, T0), Ok(vec![])),
+        (decide_sign_in_factor(&account, true, Some(&h), T0), Err(AccountError::InvalidToken)),
+    ];
+    for (i, (got, want)) in table.into_iter().enumerate() {
+        assert_eq!(got, want, "case {i}");
+    }
+    let with_code = given_state(on)
+        .when(|s| decide_issue_email_token(s, EmailTokenPurpose::SignIn, h.clone(), T0))
+        .then(vec![issued(EmailTokenPurpose::SignIn, &h)]);
+    let account = with_code.live().unwrap();
+    assert_eq!(
+        decide_sign_in_factor(account, true, Some(&h), T0 + 1),
+        Ok(vec![AccountEvent::EmailTokenUsed { purpose: EmailTokenPurpose::SignIn, at: T0 + 1 }])
+    );
+    assert_eq!(
+        decide_sign_in_factor(account, true, Some(&h), T0 + crate::email_token::LIFETIME_MICROS),
+        Err(AccountError::ExpiredToken)
+    );
 }
