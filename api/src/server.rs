@@ -26,12 +26,14 @@ pub struct AppState {
     pub log: EventLog,
     /// Every append of the server goes through this (inline projectors in the same transaction).
     pub appender: projections::Appender,
+    /// Where blob bytes live (`blob_routes.rs`).
+    pub blobstore: Arc<dyn blobstore::BlobStore>,
 }
 
-pub fn router(config: Config, log: EventLog) -> Router {
+pub fn router(config: Config, log: EventLog, blobstore: Arc<dyn blobstore::BlobStore>) -> Router {
     let appender = projections::Appender::new(log.clone());
     let firehose = crate::firehose::Settings::from_config(&config);
-    let state = AppState { config: Arc::new(config), log, appender };
+    let state = AppState { config: Arc::new(config), log, appender, blobstore };
     Router::new()
         .merge(crate::admin::routes())
         .merge(crate::admin_accounts::routes())
@@ -42,6 +44,7 @@ pub fn router(config: Config, log: EventLog) -> Router {
         .merge(crate::server_app_passwords::routes())
         .merge(crate::server_account_status::routes())
         .merge(crate::sync_routes::routes())
+        .merge(crate::blob_routes::routes())
         .route("/", get(banner))
         .route("/robots.txt", get(robots))
         .route("/xrpc/_health", get(health))
@@ -141,6 +144,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let log = open_log(&config).await?;
     // One task per catch-up projector, for the life of the process.
     let runners = projections::runner::spawn(&log, &projections::all());
+    let blobstore = config.blobstore.open().map_err(|e| anyhow::anyhow!("opening the blob store: {e}"))?;
+    let cleaner = crate::blob_routes::spawn_temp_blob_cleaner(&config, &log, blobstore.clone())?;
     let bind = config.bind;
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let local = listener.local_addr()?;
@@ -152,10 +157,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.data_directory.display(),
         config.secrets.file.display()
     );
-    axum::serve(listener, router(config, log)).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, router(config, log, blobstore)).with_graceful_shutdown(shutdown_signal()).await?;
     for r in runners {
         r.abort();
     }
+    cleaner.abort();
     Ok(())
 }
 
