@@ -1,7 +1,7 @@
 //! `com.atproto.sync.getBlob` (the read side of blobs, kept here because it needs the blob store):
 //! a stored, not taken down blob of `did`, whole or a byte range, streamed from the store.
-//! `BlobNotFound` for anything else (never uploaded, temporary and expired, dereferenced and
-//! deleted, taken down, or its object missing).
+//! `BlobNotFound` for anything else (never uploaded, still temporary, dereferenced and deleted,
+//! taken down, or its object missing).
 
 pub use blobstore::{ByteRange, ByteStream};
 
@@ -37,7 +37,9 @@ fn not_found(cid: &str) -> CommandError {
 /// range is the caller's error to report).
 pub async fn get_blob(ctx: &Ctx, did: &str, cid: &str, range: &RangeFn) -> Result<BlobReply, CommandError> {
     let row = projections::blobs::get(ctx.log(), did, cid).await?.ok_or_else(|| not_found(cid))?;
-    if row.takedown_ref.is_some() {
+    // Temporary blobs are not served (the reference keeps them in its temp store until a
+    // record references them).
+    if row.takedown_ref.is_some() || !projections::blobs::is_referenced(ctx.log(), did, cid).await? {
         return Err(not_found(cid));
     }
     let Ok(range) = range(row.size) else {

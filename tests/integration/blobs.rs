@@ -1,0 +1,421 @@
+//! Blobs through the real binary: uploadBlob → a post referencing it → getBlob (identical bytes,
+//! the reference's headers, Range), oversize → `BlobTooLarge`, a lying `Content-Type` loses to the
+//! sniffed type, a missing / someone else's / mistyped blob → `BlobNotFound` / `InvalidMimeType`,
+//! a GPS-tagged JPEG comes back without its EXIF, listBlobs (`since`, cursor), listMissingBlobs,
+//! blob takedown (getSubjectStatus / updateSubjectStatus `#repoBlobRef`), dereferencing deletes
+//! the blob (and its object), an unreferenced upload is cleaned after the grace period, the
+//! `blob.uploaded` events are private, and `pds replay` + `pds verify` are clean — on SQLite and
+//! Postgres, with the disk store and with an S3-compatible server (moto, `scripts/s3-install`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::harness::{free_port, PgDatabase, Server};
+use crate::invites::{admin_post, assert_error, call, get, post, replay_and_verify, signup, ADMIN, PASSWORD};
+use crate::plc::PlcServer;
+
+const POST: &str = "app.bsky.feed.post";
+const BUCKET: &str = "pds-blobs-test";
+const LIMIT: usize = 100_000;
+
+/// moto in server mode on a free port, with the test bucket; killed on drop.
+pub struct MotoServer {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl MotoServer {
+    pub async fn start() -> MotoServer {
+        let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/s3/.venv/bin/moto_server");
+        assert!(bin.exists(), "{} not found: run scripts/s3-install (scripts/test does)", bin.display());
+        let port = free_port();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let server = MotoServer { child, endpoint };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            // moto does not check signatures: an unsigned PUT creates the bucket.
+            if let Ok(r) = reqwest::Client::new().put(format!("{}/{BUCKET}", server.endpoint)).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "moto_server did not start on {}", server.endpoint);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        server
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("PDS_BLOBSTORE_S3_BUCKET", BUCKET.to_owned()),
+            ("PDS_BLOBSTORE_S3_ENDPOINT", self.endpoint.clone()),
+            ("PDS_BLOBSTORE_S3_REGION", "us-east-1".to_owned()),
+            ("PDS_BLOBSTORE_S3_ACCESS_KEY_ID", "test-access-key".to_owned()),
+            ("PDS_BLOBSTORE_S3_SECRET_ACCESS_KEY", "test-secret-key".to_owned()),
+            ("PDS_BLOBSTORE_S3_FORCE_PATH_STYLE", "true".to_owned()),
+        ]
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether the store holds `did`'s blob `cid`: the file on disk, or the object in the bucket.
+async fn stored(data: &Path, s3: Option<&MotoServer>, did: &str, cid: &str) -> bool {
+    match s3 {
+        None => data.join("blobs").join(did).join(cid).exists(),
+        Some(m) => {
+            let url = format!("{}/{BUCKET}/{}/{cid}", m.endpoint, did.replace(':', "%3A"));
+            reqwest::Client::new().get(url).send().await.unwrap().status().is_success()
+        }
+    }
+}
+
+async fn upload(s: &Server, token: &str, content_type: &str, bytes: Vec<u8>) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(s.xrpc("com.atproto.repo.uploadBlob"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", content_type)
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+async fn get_blob(s: &Server, did: &str, cid: &str, range: Option<&str>) -> reqwest::Response {
+    let mut req = reqwest::Client::new().get(s.xrpc(&format!("com.atproto.sync.getBlob?did={did}&cid={cid}")));
+    if let Some(r) = range {
+        req = req.header("range", r);
+    }
+    req.send().await.unwrap()
+}
+
+async fn blob_error(s: &Server, did: &str, cid: &str) -> (u16, Value) {
+    let r = get_blob(s, did, cid, None).await;
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn raw_cid(bytes: &[u8]) -> String {
+    domain::blob::raw_cid(&Sha256::digest(bytes).into()).to_string()
+}
+
+/// A tiny PNG: signature, IHDR, IDAT, IEND (CRCs are not checked by anything here).
+pub fn png() -> Vec<u8> {
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut c = u32::try_from(data.len()).unwrap().to_be_bytes().to_vec();
+        c.extend_from_slice(kind);
+        c.extend_from_slice(data);
+        c.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+        c
+    };
+    let mut p = b"\x89PNG\r\n\x1a\n".to_vec();
+    p.extend(chunk(b"IHDR", &[0, 0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0]));
+    p.extend(chunk(b"IDAT", b"x\x9cc\xf8\x0f\x00\x00\x01\x01\x00"));
+    p.extend(chunk(b"IEND", &[]));
+    p
+}
+
+/// A JPEG whose APP1 Exif segment holds a GPS IFD (latitude 51°30'N), then a quantisation table
+/// and a short scan.
+pub fn jpeg_with_gps() -> Vec<u8> {
+    let mut tiff = b"MM\0*\0\0\0\x08".to_vec();
+    // IFD0: one entry, GPSInfo (0x8825) → offset 26.
+    tiff.extend_from_slice(&[0, 1, 0x88, 0x25, 0, 4, 0, 0, 0, 1, 0, 0, 0, 26, 0, 0, 0, 0]);
+    // GPS IFD: GPSLatitudeRef = "N".
+    tiff.extend_from_slice(&[0, 1, 0, 1, 0, 2, 0, 0, 0, 2, b'N', 0, 0, 0, 0, 0, 0, 0]);
+    tiff.extend_from_slice(b"GPS 51.5074 N 0.1278 W");
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend(tiff);
+    let mut j = vec![0xFF, 0xD8];
+    j.extend_from_slice(&[0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0, 1, 1, 0, 0, 1, 0, 1, 0, 0]);
+    j.extend_from_slice(&[0xFF, 0xE1]);
+    j.extend_from_slice(&u16::try_from(app1.len() + 2).unwrap().to_be_bytes());
+    j.extend(app1);
+    j.extend_from_slice(&[0xFF, 0xDB, 0x00, 0x43, 0x00]);
+    j.extend_from_slice(&[1u8; 64]);
+    j.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3F, 0x00, 0x12, 0x34, 0x56, 0xFF, 0xD9]);
+    j
+}
+
+fn contains(h: &[u8], n: &[u8]) -> bool {
+    h.windows(n.len()).any(|w| w == n)
+}
+
+fn image_post(text: &str, blob: &Value) -> Value {
+    json!({
+        "$type": POST,
+        "text": text,
+        "createdAt": "2024-05-01T12:34:56.000Z",
+        "embed": { "$type": "app.bsky.embed.images", "images": [ { "image": blob, "alt": "a picture" } ] },
+    })
+}
+
+async fn create_post(s: &Server, token: &str, did: &str, record: Value) -> (u16, Value) {
+    post(s, "com.atproto.repo.createRecord", Some(token), json!({ "repo": did, "collection": POST, "record": record })).await
+}
+
+async fn start_server(dir: &Path, plc: &PlcServer, pg: Option<&PgDatabase>, s3: Option<&MotoServer>, grace: &str) -> (Server, Vec<(&'static str, String)>) {
+    let mut env: Vec<(&'static str, String)> = vec![
+        ("PDS_DID_PLC_URL", plc.url.clone()),
+        ("PDS_INVITE_REQUIRED", "false".to_owned()),
+        ("PDS_JWT_SECRET", "blobs-test-jwt-secret".to_owned()),
+        ("PDS_ADMIN_PASSWORD", ADMIN.to_owned()),
+        ("PDS_SERVICE_HANDLE_DOMAINS", ".test".to_owned()),
+        ("PDS_BLOB_UPLOAD_LIMIT", LIMIT.to_string()),
+        ("PDS_BLOB_TEMP_GRACE_SECONDS", grace.to_owned()),
+    ];
+    if let Some(db) = pg {
+        env.push(("PDS_DATABASE_URL", db.url.clone()));
+    }
+    if let Some(m) = s3 {
+        env.extend(m.env());
+    }
+    let borrowed: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    (Server::start_in(dir, &borrowed).await, env)
+}
+
+async fn blobs_flow(pg: Option<&PgDatabase>, s3: Option<&MotoServer>) {
+    let plc = PlcServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pds-data");
+    let (s, env) = start_server(dir.path(), &plc, pg, s3, "3600").await;
+
+    let (st, acct) = post(&s, "com.atproto.server.createAccount", None, signup("alice.test", "alice@example.com", None)).await;
+    assert_eq!(st, 200, "{acct}");
+    let did = acct["did"].as_str().unwrap().to_owned();
+    let token = acct["accessJwt"].as_str().unwrap().to_owned();
+    let (_, bob) = post(&s, "com.atproto.server.createAccount", None, signup("bob.test", "bob@example.com", None)).await;
+    let bob_did = bob["did"].as_str().unwrap().to_owned();
+    let bob_token = bob["accessJwt"].as_str().unwrap().to_owned();
+
+    // Upload with a lying Content-Type: the sniffed type wins; CIDv1 raw sha2-256 of the bytes.
+    let png = png();
+    let (st, up) = upload(&s, &token, "text/plain", png.clone()).await;
+    assert_eq!(st, 200, "{up}");
+    let blob = up["blob"].clone();
+    let png_cid = raw_cid(&png);
+    assert_eq!(blob, json!({ "$type": "blob", "ref": { "$link": png_cid }, "mimeType": "image/png", "size": png.len() }));
+    assert!(png_cid.starts_with("bafkrei"), "{png_cid}");
+    assert!(stored(&data, s3, &did, &png_cid).await, "the upload is in the store");
+    // Unknown content: the declared type is kept.
+    let (st, text_up) = upload(&s, &token, "text/plain; charset=utf-8", b"just some text".to_vec()).await;
+    assert_eq!(st, 200, "{text_up}");
+    assert_eq!(text_up["blob"]["mimeType"], "text/plain");
+    let temp_cid = text_up["blob"]["ref"]["$link"].as_str().unwrap().to_owned();
+    // Not referenced yet: temporary, not served.
+    assert_error(&blob_error(&s, &did, &png_cid).await, 400, "BlobNotFound");
+    // No token.
+    let r = call(reqwest::Method::POST, &s.xrpc("com.atproto.repo.uploadBlob"), None, None, None).await;
+    assert_error(&r, 401, "AuthMissing");
+
+    // Oversize: refused, nothing stored.
+    let (st, big) = upload(&s, &token, "application/octet-stream", vec![7u8; LIMIT + 1]).await;
+    assert_eq!((st, big["error"].as_str()), (413, Some("BlobTooLarge")), "{big}");
+    let (st, ok) = upload(&s, &token, "application/octet-stream", vec![7u8; LIMIT]).await;
+    assert_eq!(st, 200, "exactly the limit is accepted: {ok}");
+
+    // A post referencing the blob.
+    let (st, created) = create_post(&s, &token, &did, image_post("with a picture", &blob)).await;
+    assert_eq!(st, 200, "{created}");
+    let post_uri = created["uri"].as_str().unwrap().to_owned();
+    let first_rev = created["commit"]["rev"].as_str().unwrap().to_owned();
+
+    // getBlob: identical bytes and the reference's headers.
+    let r = get_blob(&s, &did, &png_cid, None).await;
+    assert_eq!(r.status(), 200);
+    let h = r.headers().clone();
+    assert_eq!(h["content-type"], "image/png");
+    assert_eq!(h["content-length"], png.len().to_string().as_str());
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["content-disposition"], format!("attachment; filename=\"{png_cid}\"").as_str());
+    assert_eq!(h["content-security-policy"], "default-src 'none'; sandbox");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), png.as_slice());
+    // Range requests.
+    let r = get_blob(&s, &did, &png_cid, Some("bytes=2-9")).await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], format!("bytes 2-9/{}", png.len()).as_str());
+    assert_eq!(r.headers()["content-length"], "8");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &png[2..10]);
+    let r = get_blob(&s, &did, &png_cid, Some("bytes=-4")).await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &png[png.len() - 4..]);
+    let r = get_blob(&s, &did, &png_cid, Some("bytes=100000-")).await;
+    assert_eq!(r.status(), 416);
+    assert_eq!(r.headers()["content-range"], format!("bytes */{}", png.len()).as_str());
+    // Unknown blob / repo; bad params.
+    let absent = raw_cid(b"never uploaded");
+    assert_error(&blob_error(&s, &did, &absent).await, 400, "BlobNotFound");
+    assert_error(&blob_error(&s, "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", &png_cid).await, 400, "RepoNotFound");
+    assert_error(&blob_error(&s, &did, "not-a-cid").await, 400, "InvalidRequest");
+
+    // Refs that may not be committed: a missing blob, someone else's blob, a wrong MIME type.
+    let missing = json!({ "$type": "blob", "ref": { "$link": absent }, "mimeType": "image/png", "size": 10 });
+    assert_error(&create_post(&s, &token, &did, image_post("missing", &missing)).await, 400, "BlobNotFound");
+    assert_error(&create_post(&s, &bob_token, &bob_did, image_post("not mine", &blob)).await, 400, "BlobNotFound");
+    let mut retyped = blob.clone();
+    retyped["mimeType"] = json!("image/jpeg");
+    assert_error(&create_post(&s, &token, &did, image_post("retyped", &retyped)).await, 400, "InvalidMimeType");
+    // The lexicon's accept list holds: a text blob is no image.
+    let r = create_post(&s, &token, &did, image_post("text as image", &text_up["blob"])).await;
+    assert_error(&r, 400, "InvalidRequest");
+
+    // A GPS-tagged JPEG comes back without EXIF; its CID is of the stripped bytes.
+    let jpeg = jpeg_with_gps();
+    assert!(contains(&jpeg, b"GPS") && contains(&jpeg, b"Exif"));
+    let (st, jup) = upload(&s, &token, "image/jpeg", jpeg.clone()).await;
+    assert_eq!(st, 200, "{jup}");
+    let jblob = jup["blob"].clone();
+    let jcid = jblob["ref"]["$link"].as_str().unwrap().to_owned();
+    assert_eq!(jblob["mimeType"], "image/jpeg");
+    assert!(jblob["size"].as_u64().unwrap() < jpeg.len() as u64);
+    let (st, second) = create_post(&s, &token, &did, image_post("second", &jblob)).await;
+    assert_eq!(st, 200, "{second}");
+    let second_rev = second["commit"]["rev"].as_str().unwrap().to_owned();
+    let (st, third) = create_post(&s, &token, &did, image_post("third, same picture", &jblob)).await;
+    assert_eq!(st, 200, "{third}");
+    let r = get_blob(&s, &did, &jcid, None).await;
+    assert_eq!(r.status(), 200);
+    let served = r.bytes().await.unwrap().to_vec();
+    assert!(!contains(&served, b"GPS") && !contains(&served, b"Exif"), "EXIF stripped");
+    assert!(served.starts_with(&[0xFF, 0xD8]) && served.ends_with(&[0xFF, 0xD9]) && contains(&served, b"JFIF"));
+    assert_eq!(raw_cid(&served), jcid);
+    assert_eq!(served.len() as u64, jblob["size"].as_u64().unwrap());
+
+    // listBlobs: every referenced blob, ascending; paging; since.
+    let mut all = vec![png_cid.clone(), jcid.clone()];
+    all.sort();
+    let (st, listed) = get(&s, &format!("com.atproto.sync.listBlobs?did={did}"), None).await;
+    assert_eq!(st, 200, "{listed}");
+    assert_eq!(listed["cids"], json!(all));
+    let (_, page1) = get(&s, &format!("com.atproto.sync.listBlobs?did={did}&limit=1"), None).await;
+    assert_eq!(page1["cids"], json!([all[0]]));
+    let cursor = page1["cursor"].as_str().unwrap();
+    let (_, page2) = get(&s, &format!("com.atproto.sync.listBlobs?did={did}&limit=1&cursor={cursor}"), None).await;
+    assert_eq!(page2["cids"], json!([all[1]]));
+    let (_, page3) = get(&s, &format!("com.atproto.sync.listBlobs?did={did}&limit=1&cursor={}", page2["cursor"].as_str().unwrap()), None).await;
+    assert_eq!(page3["cids"], json!([]));
+    assert!(page3.get("cursor").is_none(), "{page3}");
+    let (_, since) = get(&s, &format!("com.atproto.sync.listBlobs?did={did}&since={first_rev}"), None).await;
+    assert_eq!(since["cids"], json!([jcid]));
+    let (_, since) = get(&s, &format!("com.atproto.sync.listBlobs?did={did}&since={second_rev}"), None).await;
+    assert_eq!(since["cids"], json!([jcid]), "the third post also references it");
+    assert_error(&get(&s, &format!("com.atproto.sync.listBlobs?did={did}&limit=0"), None).await, 400, "InvalidRequest");
+    assert_error(&get(&s, &format!("com.atproto.sync.listBlobs?did={did}&since=nope"), None).await, 400, "InvalidRequest");
+    // listMissingBlobs: commits refuse missing blobs, so there are none.
+    let (st, missing_list) = get(&s, "com.atproto.repo.listMissingBlobs", Some(&token)).await;
+    assert_eq!((st, missing_list), (200, json!({ "blobs": [] })));
+    assert_error(&get(&s, "com.atproto.repo.listMissingBlobs", None).await, 401, "AuthMissing");
+
+    // Takedown of one blob: not served, status reported; lifted: served again.
+    let subject = json!({ "$type": "com.atproto.admin.defs#repoBlobRef", "did": did, "cid": jcid });
+    let (st, out) = admin_post(&s, "com.atproto.admin.updateSubjectStatus", ADMIN, json!({ "subject": subject, "takedown": { "applied": true, "ref": "mod-42" } })).await;
+    assert_eq!(st, 200, "{out}");
+    assert_eq!(out["takedown"], json!({ "applied": true, "ref": "mod-42" }));
+    assert_error(&blob_error(&s, &did, &jcid).await, 400, "BlobNotFound");
+    let status = call(reqwest::Method::GET, &s.xrpc(&format!("com.atproto.admin.getSubjectStatus?did={did}&blob={jcid}")), None, Some(ADMIN), None).await;
+    assert_eq!(status.0, 200, "{status:?}");
+    assert_eq!(status.1, json!({ "subject": subject, "takedown": { "applied": true, "ref": "mod-42" } }));
+    // A taken-down blob may not be referenced anew.
+    assert_error(&create_post(&s, &token, &did, image_post("again", &jblob)).await, 400, "BlobNotFound");
+    let (st, _) = admin_post(&s, "com.atproto.admin.updateSubjectStatus", ADMIN, json!({ "subject": subject, "takedown": { "applied": false } })).await;
+    assert_eq!(st, 200);
+    let status = call(reqwest::Method::GET, &s.xrpc(&format!("com.atproto.admin.getSubjectStatus?did={did}&blob={jcid}")), None, Some(ADMIN), None).await;
+    assert_eq!(status.1["takedown"], json!({ "applied": false }));
+    assert_eq!(get_blob(&s, &did, &jcid, None).await.status(), 200);
+    let r = call(reqwest::Method::GET, &s.xrpc(&format!("com.atproto.admin.getSubjectStatus?did={did}&blob={absent}")), None, Some(ADMIN), None).await;
+    assert_error(&r, 400, "NotFound");
+
+    // Dereference: deleting the only post with the PNG deletes the blob and its object; the JPEG,
+    // still referenced by the third post, survives the deletion of the second.
+    let rkey = post_uri.rsplit('/').next().unwrap();
+    let (st, _) = post(&s, "com.atproto.repo.deleteRecord", Some(&token), json!({ "repo": did, "collection": POST, "rkey": rkey })).await;
+    assert_eq!(st, 200);
+    assert_error(&blob_error(&s, &did, &png_cid).await, 400, "BlobNotFound");
+    assert!(!stored(&data, s3, &did, &png_cid).await, "the dereferenced blob's object is deleted");
+    let second_rkey = second["uri"].as_str().unwrap().rsplit('/').next().unwrap();
+    let (st, _) = post(&s, "com.atproto.repo.deleteRecord", Some(&token), json!({ "repo": did, "collection": POST, "rkey": second_rkey })).await;
+    assert_eq!(st, 200);
+    assert_eq!(get_blob(&s, &did, &jcid, None).await.status(), 200);
+    assert!(stored(&data, s3, &did, &jcid).await);
+    // Re-referencing the deleted blob is refused until it is uploaded again.
+    assert_error(&create_post(&s, &token, &did, image_post("gone", &blob)).await, 400, "BlobNotFound");
+
+    // The blob events are in the log, on blob/<did>, never on the firehose.
+    let events = call(reqwest::Method::GET, &s.xrpc("org.eventpds.admin.listEvents?cursor=0&limit=1000"), None, Some(ADMIN), None).await.1;
+    let uploads: Vec<&Value> = events["events"].as_array().unwrap().iter().filter(|e| e["type"] == "blob.uploaded").collect();
+    assert_eq!(uploads.len(), 4, "png, text, limit-sized, jpeg");
+    assert!(uploads.iter().all(|e| e["stream"] == format!("blob/{did}") && e["seq"].is_null()), "{uploads:?}");
+
+    // Unreferenced uploads are cleaned after the grace period: restart with a 1 s grace.
+    assert!(stored(&data, s3, &did, &temp_cid).await);
+    drop(s);
+    let (s, _) = start_server(dir.path(), &plc, pg, s3, "1").await;
+    // A new port is a new service DID: log in again.
+    let (st, session) = post(&s, "com.atproto.server.createSession", None, json!({ "identifier": "alice.test", "password": PASSWORD })).await;
+    assert_eq!(st, 200, "{session}");
+    let token = session["accessJwt"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stored(&data, s3, &did, &temp_cid).await {
+        assert!(Instant::now() < deadline, "the temporary blob was not cleaned");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let temp_ref = text_up["blob"].clone();
+    let r = post(&s, "com.atproto.repo.createRecord", Some(&token), json!({ "repo": did, "collection": "com.example.file", "record": { "file": temp_ref } })).await;
+    assert_error(&r, 400, "BlobNotFound");
+    // The referenced JPEG is kept.
+    assert_eq!(get_blob(&s, &did, &jcid, None).await.status(), 200);
+    assert!(stored(&data, s3, &did, &jcid).await);
+    // Uploading the same bytes again brings the blob back.
+    let (st, again) = upload(&s, &token, "image/png", png.clone()).await;
+    assert_eq!((st, again["blob"]["ref"]["$link"].as_str()), (200, Some(png_cid.as_str())));
+    let (st, _) = create_post(&s, &token, &did, image_post("back", &again["blob"])).await;
+    assert_eq!(st, 200);
+    assert_eq!(get_blob(&s, &did, &png_cid, None).await.status(), 200);
+
+    drop(s);
+    replay_and_verify(dir.path(), &env);
+}
+
+#[tokio::test]
+async fn blobs_sqlite_disk() {
+    blobs_flow(None, None).await;
+}
+
+#[tokio::test]
+async fn blobs_postgres_disk() {
+    let db = PgDatabase::create().await;
+    blobs_flow(Some(&db), None).await;
+    db.drop_now().await;
+}
+
+#[tokio::test]
+async fn blobs_sqlite_s3() {
+    let s3 = MotoServer::start().await;
+    blobs_flow(None, Some(&s3)).await;
+}
+
+#[tokio::test]
+async fn blobs_postgres_s3() {
+    let s3 = MotoServer::start().await;
+    let db = PgDatabase::create().await;
+    blobs_flow(Some(&db), Some(&s3)).await;
+    db.drop_now().await;
+}
