@@ -79,8 +79,10 @@ async fn stored(data: &Path, s3: Option<&MotoServer>, did: &str, cid: &str) -> b
     match s3 {
         None => data.join("blobs").join(did).join(cid).exists(),
         Some(m) => {
-            let url = format!("{}/{BUCKET}/{}/{cid}", m.endpoint, did.replace(':', "%3A"));
-            reqwest::Client::new().get(url).send().await.unwrap().status().is_success()
+            // Anonymous object reads are refused (ACL); anonymous listing is not.
+            let url = format!("{}/{BUCKET}?list-type=2&prefix={}/{cid}", m.endpoint, did.replace(':', "%3A"));
+            let listing = reqwest::Client::new().get(url).send().await.unwrap().text().await.unwrap();
+            listing.contains(&format!("<Key>{did}/{cid}</Key>"))
         }
     }
 }
