@@ -421,3 +421,145 @@ async fn blobs_postgres_s3() {
     blobs_flow(Some(&db), Some(&s3)).await;
     db.drop_now().await;
 }
+
+/// The server process's resident set (VmRSS) and its peak (VmHWM), in KiB.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// `n` bytes no sniffer recognises (xorshift), different for each `seed`.
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    out[0] = b'#';
+    out
+}
+
+/// 20 uploads at once; returns (seconds, peak VmRSS KiB seen while they ran).
+async fn concurrent_uploads(s: &Server, token: &str, pid: u32, bodies: Vec<(String, Vec<u8>)>) -> (f64, u64) {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (ct, body) in bodies {
+        let (url, token) = (s.xrpc("com.atproto.repo.uploadBlob"), token.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", ct)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{:?}", r.text().await);
+        }));
+    }
+    let mut peak = 0;
+    while tasks.iter().any(|t| !t.is_finished()) {
+        peak = peak.max(rss_kib(pid).0);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (started.elapsed().as_secs_f64(), peak)
+}
+
+/// Benchmark (not part of the suite; see BENCHMARKS.md): upload and download throughput of a 5 MB
+/// blob, and the server's peak RSS while 20 uploads of 5 MB run at once (non-images, streamed;
+/// then JPEGs, which are read whole to strip their metadata).
+/// `PDS_BIN=target/release/pds cargo nextest run -p tests --run-ignored only -E 'test(/bench_blob/)' --no-capture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "benchmark: run explicitly"]
+async fn bench_blob_throughput() {
+    const MB5: usize = 5 * 1000 * 1000;
+    let plc = PlcServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = {
+        let env = [
+            ("PDS_DID_PLC_URL", plc.url.as_str()),
+            ("PDS_INVITE_REQUIRED", "false"),
+            ("PDS_JWT_SECRET", "blobs-bench-jwt-secret"),
+            ("PDS_SERVICE_HANDLE_DOMAINS", ".test"),
+            ("PDS_BLOB_UPLOAD_LIMIT", "10000000"),
+        ];
+        (Server::start_in(dir.path(), &env).await, ())
+    };
+    let pid = s.child.id();
+    let (_, acct) = post(&s, "com.atproto.server.createAccount", None, signup("bench.test", "bench@example.com", None)).await;
+    let did = acct["did"].as_str().unwrap().to_owned();
+    let token = acct["accessJwt"].as_str().unwrap().to_owned();
+
+    let mb = MB5 as f64 / 1e6;
+    let mut up = Vec::new();
+    let mut blob = Value::Null;
+    for i in 0..5 {
+        let body = noise(MB5, 1000 + i);
+        let t = Instant::now();
+        let (st, b) = upload(&s, &token, "application/octet-stream", body).await;
+        up.push(mb / t.elapsed().as_secs_f64());
+        assert_eq!(st, 200, "{b}");
+        blob = b["blob"].clone();
+    }
+    let cid = blob["ref"]["$link"].as_str().unwrap().to_owned();
+    let (st, _) = post(&s, "com.atproto.repo.createRecord", Some(&token), json!({ "repo": did, "collection": "com.example.file", "record": { "file": blob } })).await;
+    assert_eq!(st, 200);
+    let mut down = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let bytes = get_blob(&s, &did, &cid, None).await.bytes().await.unwrap();
+        down.push(mb / t.elapsed().as_secs_f64());
+        assert_eq!(bytes.len(), MB5);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let (idle, _) = rss_kib(pid);
+    let bodies = (0..20).map(|i| ("application/octet-stream".to_owned(), noise(MB5, 2000 + i))).collect();
+    let (secs, peak) = concurrent_uploads(&s, &token, pid, bodies).await;
+    let (_, hwm) = rss_kib(pid);
+    let jpegs = (0..20)
+        .map(|i| {
+            let mut j = jpeg_with_gps();
+            j.truncate(j.len() - 2);
+            j.extend(noise(MB5 - j.len() - 2, 3000 + i).iter().map(|b| if *b == 0xFF { 0 } else { *b }));
+            j.extend_from_slice(&[0xFF, 0xD9]);
+            ("image/jpeg".to_owned(), j)
+        })
+        .collect();
+    let (jsecs, jpeak) = concurrent_uploads(&s, &token, pid, jpegs).await;
+    let (_, jhwm) = rss_kib(pid);
+    let mib = |k: u64| k as f64 / 1024.0;
+    println!(
+        "blob bench: 5 MB upload {:.0} MB/s, download {:.0} MB/s (median of 5); RSS idle {:.0} MiB; \
+         20 concurrent 5 MB uploads: {:.2} s, peak RSS {:.0} MiB (VmHWM {:.0} MiB); \
+         20 concurrent 5 MB JPEGs (stripped): {:.2} s, peak RSS {:.0} MiB (VmHWM {:.0} MiB)",
+        median(&mut up),
+        median(&mut down),
+        mib(idle),
+        secs,
+        mib(peak),
+        mib(hwm),
+        jsecs,
+        mib(jpeak),
+        mib(jhwm)
+    );
+    // Streamed uploads are not held in memory: far below 20 × 5 MB above idle.
+    assert!(peak < idle + 60 * 1024, "peak {peak} KiB vs idle {idle} KiB");
+}
