@@ -281,13 +281,15 @@ pub fn spawn_temp_blob_cleaner(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn ranges() {
         let r = |start, end| Ok(Some(ByteRange { start, end }));
-        let cases: &[(Option<&str>, u64, Result<Option<ByteRange>, ()>)] = &[
+        type Case<'a> = (Option<&'a str>, u64, Result<Option<ByteRange>, ()>);
+        let cases: &[Case] = &[
             (None, 10, Ok(None)),
             (Some("bytes=0-3"), 10, r(0, 3)),
             (Some("bytes=5-"), 10, r(5, 9)),

@@ -218,6 +218,7 @@ fn authorization(cfg: &S3Config, method: &str, host: &str, path: &str, amz_date:
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
