@@ -364,7 +364,21 @@ async fn blobs_flow(pg: Option<&PgDatabase>, s3: Option<&MotoServer>) {
     let events = call(reqwest::Method::GET, &s.xrpc("org.eventpds.admin.listEvents?cursor=0&limit=1000"), None, Some(ADMIN), None).await.1;
     let uploads: Vec<&Value> = events["events"].as_array().unwrap().iter().filter(|e| e["type"] == "blob.uploaded").collect();
     assert_eq!(uploads.len(), 4, "png, text, limit-sized, jpeg");
+    assert!(events["events"].as_array().unwrap().iter().all(|e| e["type"] != "blob.expired"));
     assert!(uploads.iter().all(|e| e["stream"] == format!("blob/{did}") && e["seq"].is_null()), "{uploads:?}");
+
+    // checkAccountStatus counts the referenced blobs (the JPEG) and the stored ones.
+    let (st, status) = get(&s, "com.atproto.server.checkAccountStatus", Some(&token)).await;
+    assert_eq!(st, 200, "{status}");
+    assert_eq!((status["expectedBlobs"].as_i64(), status["importedBlobs"].as_i64()), (Some(1), Some(1)), "{status}");
+
+    // Erasure takes the account's blobs with it.
+    let (st, bob_up) = upload(&s, &bob_token, "image/png", png.clone()).await;
+    assert_eq!(st, 200, "{bob_up}");
+    assert!(stored(&data, s3, &bob_did, &png_cid).await);
+    let (st, _) = admin_post(&s, "com.atproto.admin.deleteAccount", ADMIN, json!({ "did": bob_did })).await;
+    assert_eq!(st, 200);
+    assert!(!stored(&data, s3, &bob_did, &png_cid).await, "the erased account's blob is deleted");
 
     // Unreferenced uploads are cleaned after the grace period: restart with a 1 s grace.
     assert!(stored(&data, s3, &did, &temp_cid).await);
