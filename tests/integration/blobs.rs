@@ -5,7 +5,8 @@
 //! blob takedown (getSubjectStatus / updateSubjectStatus `#repoBlobRef`), dereferencing deletes
 //! the blob (and its object), an unreferenced upload is cleaned after the grace period, the
 //! `blob.uploaded` events are private, and `pds replay` + `pds verify` are clean — on SQLite and
-//! Postgres, with the disk store and with an S3-compatible server (moto, `scripts/s3-install`).
+//! Postgres, with the disk store and with an S3-compatible server (moto, `scripts/s3-install`,
+//! checking every request's SigV4 signature against an IAM user's keys).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,10 +23,14 @@ const POST: &str = "app.bsky.feed.post";
 const BUCKET: &str = "pds-blobs-test";
 const LIMIT: usize = 100_000;
 
-/// moto in server mode on a free port, with the test bucket; killed on drop.
+/// moto in server mode on a free port, with the test bucket and an IAM user allowed `s3:*`; after
+/// those four set-up calls moto checks every request's SigV4 signature against that user's keys.
+/// Killed on drop.
 pub struct MotoServer {
     child: Child,
     pub endpoint: String,
+    access_key_id: String,
+    secret_access_key: String,
 }
 
 impl MotoServer {
@@ -35,16 +40,18 @@ impl MotoServer {
         let port = free_port();
         let child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", "4")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start moto_server");
         let endpoint = format!("http://127.0.0.1:{port}");
-        let server = MotoServer { child, endpoint };
+        let mut server = MotoServer { child, endpoint, access_key_id: String::new(), secret_access_key: String::new() };
         let deadline = Instant::now() + Duration::from_secs(60);
+        let http = reqwest::Client::new();
         loop {
-            // moto does not check signatures: an unsigned PUT creates the bucket.
-            if let Ok(r) = reqwest::Client::new().put(format!("{}/{BUCKET}", server.endpoint)).send().await {
+            // The first unchecked call: the bucket.
+            if let Ok(r) = http.put(format!("{}/{BUCKET}", server.endpoint)).send().await {
                 if r.status().is_success() {
                     break;
                 }
@@ -52,7 +59,38 @@ impl MotoServer {
             assert!(Instant::now() < deadline, "moto_server did not start on {}", server.endpoint);
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        // Then the user, its policy and its keys (moto routes by the credential scope's service).
+        let iam = |form: String| {
+            http.post(format!("{}/", server.endpoint))
+                .header("authorization", "AWS4-HMAC-SHA256 Credential=SETUP/20240101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=00")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form)
+                .send()
+        };
+        let policy = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Action%22%3A%22s3%3A*%22%2C%22Resource%22%3A%22*%22%7D%5D%7D";
+        assert!(iam("Action=CreateUser&UserName=pds&Version=2010-05-08".to_owned()).await.unwrap().status().is_success());
+        let put_policy = format!("Action=PutUserPolicy&UserName=pds&PolicyName=s3&PolicyDocument={policy}&Version=2010-05-08");
+        assert!(iam(put_policy).await.unwrap().status().is_success());
+        let keys = iam("Action=CreateAccessKey&UserName=pds&Version=2010-05-08".to_owned()).await.unwrap().text().await.unwrap();
+        let between = |open: &str, close: &str| keys.split(open).nth(1).and_then(|r| r.split(close).next()).unwrap().to_owned();
+        server.access_key_id = between("<AccessKeyId>", "</AccessKeyId>");
+        server.secret_access_key = between("<SecretAccessKey>", "</SecretAccessKey>");
+        // From now on, unsigned requests are refused.
+        let anonymous = http.put(format!("{}/{BUCKET}/probe", server.endpoint)).body("x").send().await.unwrap();
+        assert!(!anonymous.status().is_success(), "moto does not check signatures");
         server
+    }
+
+    fn config(&self) -> blobstore::S3Config {
+        blobstore::S3Config {
+            bucket: BUCKET.to_owned(),
+            endpoint: Some(self.endpoint.clone()),
+            region: "us-east-1".to_owned(),
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+            force_path_style: true,
+            upload_timeout: Duration::from_secs(20),
+        }
     }
 
     fn env(&self) -> Vec<(&'static str, String)> {
@@ -60,8 +98,8 @@ impl MotoServer {
             ("PDS_BLOBSTORE_S3_BUCKET", BUCKET.to_owned()),
             ("PDS_BLOBSTORE_S3_ENDPOINT", self.endpoint.clone()),
             ("PDS_BLOBSTORE_S3_REGION", "us-east-1".to_owned()),
-            ("PDS_BLOBSTORE_S3_ACCESS_KEY_ID", "test-access-key".to_owned()),
-            ("PDS_BLOBSTORE_S3_SECRET_ACCESS_KEY", "test-secret-key".to_owned()),
+            ("PDS_BLOBSTORE_S3_ACCESS_KEY_ID", self.access_key_id.clone()),
+            ("PDS_BLOBSTORE_S3_SECRET_ACCESS_KEY", self.secret_access_key.clone()),
             ("PDS_BLOBSTORE_S3_FORCE_PATH_STYLE", "true".to_owned()),
         ]
     }
@@ -79,10 +117,10 @@ async fn stored(data: &Path, s3: Option<&MotoServer>, did: &str, cid: &str) -> b
     match s3 {
         None => data.join("blobs").join(did).join(cid).exists(),
         Some(m) => {
-            // Anonymous object reads are refused (ACL); anonymous listing is not.
-            let url = format!("{}/{BUCKET}?list-type=2&prefix={}/{cid}", m.endpoint, did.replace(':', "%3A"));
-            let listing = reqwest::Client::new().get(url).send().await.unwrap().text().await.unwrap();
-            listing.contains(&format!("<Key>{did}/{cid}</Key>"))
+            use blobstore::BlobStore;
+            let spool = tempfile::tempdir().unwrap();
+            let store = blobstore::S3Store::new(m.config(), spool.path()).unwrap();
+            store.get(&blobstore::key(did, cid), None).await.unwrap().is_some()
         }
     }
 }
