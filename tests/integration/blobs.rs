@@ -474,18 +474,24 @@ async fn blobs_postgres_s3() {
     db.drop_now().await;
 }
 
-/// The server process's resident set (VmRSS) and its peak (VmHWM), in KiB.
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+/// The server process's resident set (VmRSS) and its peak (VmHWM), in KiB; `None` once it exited.
+fn try_rss_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap()
+        status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok())
     };
-    (field("VmRSS:"), field("VmHWM:"))
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// The server's exit status and log, for a failure message.
+fn exited(s: &mut Server) -> String {
+    use std::io::Read;
+    let status = s.child.try_wait();
+    let mut log = String::new();
+    if let Some(mut e) = s.child.stderr.take() {
+        let _ = e.read_to_string(&mut log);
+    }
+    format!("pds exited ({status:?}):\n{log}")
 }
 
 /// `n` bytes no sniffer recognises (xorshift), different for each `seed`.
@@ -523,13 +529,12 @@ async fn concurrent_uploads(s: &Server, token: &str, pid: u32, bodies: Vec<(Stri
     }
     let mut peak = 0;
     while tasks.iter().any(|t| !t.is_finished()) {
-        peak = peak.max(rss_kib(pid).0);
+        let Some((rss, _)) = try_rss_kib(pid) else { break };
+        peak = peak.max(rss);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    (started.elapsed().as_secs_f64(), peak)
+    let ok = futures_util::future::join_all(tasks).await.iter().all(Result::is_ok);
+    (started.elapsed().as_secs_f64(), if ok { peak } else { 0 })
 }
 
 /// Benchmark (not part of the suite; see BENCHMARKS.md): upload and download throughput of a 5 MB
@@ -553,6 +558,7 @@ async fn bench_blob_throughput() {
         (Server::start_in(dir.path(), &env).await, ())
     };
     let pid = s.child.id();
+    let mut s = s;
     let (_, acct) = post(&s, "com.atproto.server.createAccount", None, signup("bench.test", "bench@example.com", None)).await;
     let did = acct["did"].as_str().unwrap().to_owned();
     let token = acct["accessJwt"].as_str().unwrap().to_owned();
@@ -582,10 +588,10 @@ async fn bench_blob_throughput() {
         v.sort_by(|a, b| a.total_cmp(b));
         v[v.len() / 2]
     };
-    let (idle, _) = rss_kib(pid);
+    let (idle, _) = try_rss_kib(pid).unwrap();
     let bodies = (0..20).map(|i| ("application/octet-stream".to_owned(), noise(MB5, 2000 + i))).collect();
     let (secs, peak) = concurrent_uploads(&s, &token, pid, bodies).await;
-    let (_, hwm) = rss_kib(pid);
+    let Some((_, hwm)) = try_rss_kib(pid).filter(|_| peak > 0) else { panic!("{}", exited(&mut s)) };
     let jpegs = (0..20)
         .map(|i| {
             let mut j = jpeg_with_gps();
@@ -596,7 +602,7 @@ async fn bench_blob_throughput() {
         })
         .collect();
     let (jsecs, jpeak) = concurrent_uploads(&s, &token, pid, jpegs).await;
-    let (_, jhwm) = rss_kib(pid);
+    let Some((_, jhwm)) = try_rss_kib(pid).filter(|_| jpeak > 0) else { panic!("{}", exited(&mut s)) };
     let mib = |k: u64| k as f64 / 1024.0;
     println!(
         "blob bench: 5 MB upload {:.0} MB/s, download {:.0} MB/s (median of 5); RSS idle {:.0} MiB; \
