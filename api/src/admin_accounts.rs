@@ -73,6 +73,11 @@ async fn get_account_info(
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, XrpcError> {
     require_admin(&state, &headers)?;
+    if let Ok(Query(p)) = &q {
+        if p.contains_key("blob") {
+            return crate::blob_routes::blob_subject_status(&state, p).await;
+        }
+    }
     let did = did_param(q)?;
     let ctx = ctx(&state)?;
     let info = commands::admin_account_info(&ctx, &did).await.map_err(command_error)?.ok_or_else(not_found)?;
@@ -141,6 +146,11 @@ async fn get_subject_status(
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, XrpcError> {
     require_admin(&state, &headers)?;
+    if let Ok(Query(p)) = &q {
+        if p.contains_key("blob") {
+            return crate::blob_routes::blob_subject_status(&state, p).await;
+        }
+    }
     let did = did_param(q)?;
     let ctx = ctx(&state)?;
     let info = commands::admin_account_info(&ctx, &did)
@@ -186,6 +196,10 @@ async fn update_subject_status(
     require_admin(&state, &headers)?;
     let b: UpdateSubjectStatusBody = body(&bytes)?;
     let kind = b.subject.get("$type").and_then(Value::as_str);
+    if kind == Some(crate::blob_routes::BLOB_REF) {
+        let whole: Value = body(&bytes)?;
+        return crate::blob_routes::update_blob_subject_status(&state, &whole).await;
+    }
     if kind != Some(REPO_REF) {
         return Err(XrpcError::invalid_request(format!("Invalid subject: only {REPO_REF} is supported")));
     }

@@ -59,7 +59,69 @@ pub struct Config {
     /// `<data directory>/mail/` (see `mail.rs`); SMTP (`PDS_EMAIL_SMTP_URL`) is not built, so
     /// setting it is refused at start rather than dropping mail silently.
     pub email_from_address: String,
+    /// Where blob bytes live: `PDS_BLOBSTORE_DISK_LOCATION` (default `<data>/blobs`) or an
+    /// S3-compatible bucket (`PDS_BLOBSTORE_S3_*`); setting both is an error, as in the reference.
+    pub blobstore: BlobstoreConfig,
+    /// `PDS_BLOB_TEMP_GRACE_SECONDS`: how long an uploaded blob may stay unreferenced (1 h).
+    pub blob_temp_grace: std::time::Duration,
     pub secrets: Secrets,
+}
+
+#[derive(Debug, Clone)]
+pub enum BlobstoreConfig {
+    Disk { location: PathBuf },
+    /// `spool`: `PDS_BLOBSTORE_DISK_TMP_LOCATION`, default `<data>/blob-spool`.
+    S3 { s3: blobstore::S3Config, spool: PathBuf },
+}
+
+fn blobstore_config(env: &dyn Env, data_directory: &std::path::Path) -> Result<BlobstoreConfig, ConfigError> {
+    let disk = env.get("PDS_BLOBSTORE_DISK_LOCATION");
+    let Some(bucket) = env.get("PDS_BLOBSTORE_S3_BUCKET") else {
+        let location = disk.map(PathBuf::from).unwrap_or_else(|| data_directory.join("blobs"));
+        return Ok(BlobstoreConfig::Disk { location });
+    };
+    if disk.is_some() {
+        return Err(ConfigError::Invalid {
+            name: "PDS_BLOBSTORE_DISK_LOCATION",
+            expected: "unset when PDS_BLOBSTORE_S3_BUCKET is set (one blob store)",
+            found: disk.unwrap_or_default(),
+        });
+    }
+    let need = |name: &'static str| {
+        env.get(name).ok_or(ConfigError::Invalid { name, expected: "set with PDS_BLOBSTORE_S3_BUCKET", found: String::new() })
+    };
+    let force_path_style = match env.get("PDS_BLOBSTORE_S3_FORCE_PATH_STYLE") {
+        Some(v) => parse_bool("PDS_BLOBSTORE_S3_FORCE_PATH_STYLE", &v)?,
+        None => false,
+    };
+    let upload_timeout = std::time::Duration::from_millis(match env.get("PDS_BLOBSTORE_S3_UPLOAD_TIMEOUT_MS") {
+        Some(v) => parse_num("PDS_BLOBSTORE_S3_UPLOAD_TIMEOUT_MS", &v)?,
+        None => 20_000,
+    });
+    let s3 = blobstore::S3Config {
+        bucket,
+        endpoint: env.get("PDS_BLOBSTORE_S3_ENDPOINT"),
+        region: env.get("PDS_BLOBSTORE_S3_REGION").unwrap_or_else(|| "us-east-1".to_owned()),
+        access_key_id: need("PDS_BLOBSTORE_S3_ACCESS_KEY_ID")?,
+        secret_access_key: need("PDS_BLOBSTORE_S3_SECRET_ACCESS_KEY")?,
+        force_path_style,
+        upload_timeout,
+    };
+    let spool = env
+        .get("PDS_BLOBSTORE_DISK_TMP_LOCATION")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| data_directory.join("blob-spool"));
+    Ok(BlobstoreConfig::S3 { s3, spool })
+}
+
+impl BlobstoreConfig {
+    /// Opens the configured store (creating local directories).
+    pub fn open(&self) -> Result<std::sync::Arc<dyn blobstore::BlobStore>, blobstore::BlobStoreError> {
+        Ok(match self {
+            BlobstoreConfig::Disk { location } => std::sync::Arc::new(blobstore::DiskStore::open(location)?),
+            BlobstoreConfig::S3 { s3, spool } => std::sync::Arc::new(blobstore::S3Store::new(s3.clone(), spool)?),
+        })
+    }
 }
 
 /// Where configuration values come from: the process environment, or a map in tests.
@@ -189,6 +251,11 @@ impl Config {
             });
         }
         let email_from_address = env.get("PDS_EMAIL_FROM_ADDRESS").unwrap_or_else(|| format!("noreply@{hostname}"));
+        let blobstore = blobstore_config(env, &data_directory)?;
+        let blob_temp_grace = std::time::Duration::from_secs(match env.get("PDS_BLOB_TEMP_GRACE_SECONDS") {
+            Some(v) => parse_num("PDS_BLOB_TEMP_GRACE_SECONDS", &v)?,
+            None => 3600,
+        });
         let secrets = Secrets::load_or_generate(env, &data_directory)?;
         Ok(Config {
             bind: SocketAddr::new(bind_ip, port),
@@ -210,6 +277,8 @@ impl Config {
             repo_backfill_limit,
             redis_scratch_address: env.get("PDS_REDIS_SCRATCH_ADDRESS"),
             email_from_address,
+            blobstore,
+            blob_temp_grace,
             secrets,
         })
     }

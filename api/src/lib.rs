@@ -5,6 +5,7 @@ pub mod admin;
 pub mod admin_accounts;
 pub mod admin_cli;
 pub mod auth;
+pub mod blob_routes;
 pub mod car_tools;
 pub mod cli;
 pub mod config;

@@ -28,13 +28,15 @@ pub struct AppState {
     pub appender: projections::Appender,
     /// OAuth nonces, replay store, rate limits, client metadata cache (`oauth_runtime.rs`).
     pub oauth: Arc<crate::oauth_runtime::OAuthRuntime>,
+    /// Where blob bytes live (`blob_routes.rs`).
+    pub blobstore: Arc<dyn blobstore::BlobStore>,
 }
 
-pub fn router(config: Config, log: EventLog) -> Router {
+pub fn router(config: Config, log: EventLog, blobstore: Arc<dyn blobstore::BlobStore>) -> Router {
     let appender = projections::Appender::new(log.clone());
     let firehose = crate::firehose::Settings::from_config(&config);
     let oauth = Arc::new(crate::oauth_runtime::OAuthRuntime::new(&config));
-    let state = AppState { config: Arc::new(config), log, appender, oauth };
+    let state = AppState { config: Arc::new(config), log, appender, oauth, blobstore };
     let oauth_resource = axum::middleware::from_fn_with_state(state.clone(), crate::oauth_resource::layer);
     let oauth_nonces = axum::middleware::from_fn_with_state(state.clone(), crate::oauth_routes::nonce_layer);
     Router::new()
@@ -51,6 +53,7 @@ pub fn router(config: Config, log: EventLog) -> Router {
         .merge(crate::server_identity::routes())
         .merge(crate::server_email::routes())
         .merge(crate::sync_routes::routes())
+        .merge(crate::blob_routes::routes())
         .route("/", get(banner))
         .route("/robots.txt", get(robots))
         .route("/xrpc/_health", get(health))
@@ -152,6 +155,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let log = open_log(&config).await?;
     // One task per catch-up projector, for the life of the process.
     let runners = projections::runner::spawn(&log, &projections::all());
+    let blobstore = config.blobstore.open().map_err(|e| anyhow::anyhow!("opening the blob store: {e}"))?;
+    let cleaner = crate::blob_routes::spawn_temp_blob_cleaner(&config, &log, blobstore.clone())?;
     let bind = config.bind;
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let local = listener.local_addr()?;
@@ -163,11 +168,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.data_directory.display(),
         config.secrets.file.display()
     );
-    let app = router(config, log).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = router(config, log, blobstore).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     for r in runners {
         r.abort();
     }
+    cleaner.abort();
     Ok(())
 }
 

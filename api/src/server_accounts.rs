@@ -68,6 +68,10 @@ pub fn command_error(e: CommandError) -> XrpcError {
         e @ CommandError::AuthFactorTokenRequired(_) => {
             XrpcError::new(StatusCode::UNAUTHORIZED, "AuthFactorTokenRequired", e.to_string())
         }
+        CommandError::BlobNotFound(m) => bad("BlobNotFound", m),
+        CommandError::BlobTooLarge(m) => XrpcError::new(StatusCode::PAYLOAD_TOO_LARGE, "BlobTooLarge", m),
+        CommandError::InvalidMimeType(m) => bad("InvalidMimeType", m),
+        CommandError::InvalidBlob(m) => bad("InvalidBlob", m),
         e @ (CommandError::Plc(_) | CommandError::Conflict(_) | CommandError::Internal(_)) => XrpcError::internal(&e),
     }
 }
@@ -87,6 +91,7 @@ pub(crate) fn ctx(state: &AppState) -> Result<Ctx, XrpcError> {
             key_encryption_key_hex: &c.secrets.key_encryption_key_hex,
         },
     )
+    .map(|c| c.with_blobstore(state.blobstore.clone()))
     .map_err(command_error)
 }
 

@@ -99,7 +99,7 @@ async fn head(state: &AppState, did: &str) -> Result<RepoHead, XrpcError> {
 }
 
 /// The head of an available repo (the reference's `assertRepoAvailability`).
-async fn available(state: &AppState, did: &str) -> Result<RepoHead, XrpcError> {
+pub(crate) async fn available(state: &AppState, did: &str) -> Result<RepoHead, XrpcError> {
     let h = head(state, did).await?;
     if h.taken_down {
         return Err(XrpcError::new(

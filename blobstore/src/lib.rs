@@ -102,6 +102,7 @@ pub(crate) fn file_stream(mut file: tokio::fs::File, len: u64) -> ByteStream {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -5,6 +5,8 @@
 //! `accounts`, `records`, `repo_blocks`, `stream_index`, `event_stats`, … and `pds verify` stays
 //! clean. The rebuild is O(log size): simple and correct for a rare operator action; a per-DID
 //! read-model erase is the upgrade. Re-running on a deleted account finishes an interrupted erasure.
+//! The account's blobs are deleted from the blob store after the rebuild (those the `blobs` read
+//! model listed before the purge; an interrupted erasure may leave some behind).
 
 use std::sync::Arc;
 
@@ -20,9 +22,11 @@ const ATTEMPTS: usize = 3;
 pub async fn admin_delete_account(ctx: &Ctx, did: &str) -> Result<u64, CommandError> {
     let parsed = Did::parse(did).map_err(|_| CommandError::AccountNotFound)?;
     let keep = tombstone(ctx, &parsed, did).await?;
+    let blobs = projections::blobs::cids_of(ctx.log(), did).await?;
     let purged = ctx.log().purge_did(did, &keep).await?;
     let quiet: Arc<dyn Fn(projections::replay::Progress) + Send + Sync> = Arc::new(|_| {});
     projections::replay::replay(ctx.log(), projections::all(), quiet).await?;
+    crate::blob_refs::delete_erased(ctx, did, &blobs).await;
     Ok(purged)
 }
 

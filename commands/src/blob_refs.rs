@@ -60,6 +60,16 @@ async fn check_one(ctx: &Ctx, did: &str, r: &BlobRef) -> Result<(), CommandError
     })
 }
 
+/// Erasure: deletes `did`'s blobs `cids` from the store (errors are logged).
+pub async fn delete_erased(ctx: &Ctx, did: &str, cids: &[String]) {
+    let Some(store) = ctx.blobstore.as_ref() else { return };
+    for cid in cids {
+        if let Err(e) = store.delete(&blobstore::key(did, cid)).await {
+            tracing::warn!(%did, %cid, error = %e, "erased account's blob not deleted from the store");
+        }
+    }
+}
+
 impl BlobWrites {
     /// After the commit: deletes the bytes of every candidate blob that no longer has a row.
     pub async fn after_commit(self, ctx: &Ctx, did: &str) {

@@ -3,8 +3,9 @@
 //! signing key, and the repo's head, rev, block count and indexed records.
 //!
 //! Reads only: the log (account and repo streams), the `repo_blocks` and `records` read models
-//! and the directory. Not yet: blobs and private state are not tracked, so `privateStateValues`,
-//! `expectedBlobs` and `importedBlobs` are 0.
+//! and the directory; `expectedBlobs` / `importedBlobs` from the `blobs` read model (blobs the
+//! records reference / of those, stored). Not yet: private state is not tracked, so
+//! `privateStateValues` is 0.
 
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ pub async fn check_account_status(ctx: &Ctx, did: &str) -> Result<AccountStatusV
     let (repo, _, _) = load_repo_head(ctx.log(), &parsed).await?;
     let blocks = count(ctx, "SELECT CAST(COUNT(*) AS TEXT) FROM repo_blocks WHERE did = ?", did).await?;
     let records = count(ctx, "SELECT CAST(COUNT(*) AS TEXT) FROM records WHERE did = ?", did).await?;
+    let (expected_blobs, imported_blobs) = projections::blobs::counts(ctx.log(), did).await?;
     let valid_did = match resolve_plc(ctx, did).await {
         Some(doc) => names_us(&doc, &ctx.public_url, &account.signing_did_key),
         None => false,
@@ -49,8 +51,8 @@ pub async fn check_account_status(ctx: &Ctx, did: &str) -> Result<AccountStatusV
         repo_blocks: blocks,
         indexed_records: records,
         private_state_values: 0,
-        expected_blobs: 0,
-        imported_blobs: 0,
+        expected_blobs,
+        imported_blobs,
     })
 }
 

@@ -2,7 +2,7 @@
 //! (hashing as it goes, never held whole in memory), refused past the upload limit
 //! (`BlobTooLarge`), typed by sniffing its first bytes (the declared `Content-Type` only when
 //! nothing is recognised), stripped of image metadata (JPEG/PNG/WebP: the only case that reads
-//! the blob whole, bounded by the limit), stored under `<did>/<cid>` and recorded by a
+//! the blob whole, bounded by the limit, and at most two uploads at a time do it), stored under `<did>/<cid>` and recorded by a
 //! `blob.uploaded` event on `blob/<did>`. Until a record references it, the blob is temporary
 //! (`clean_temp_blobs.rs` removes it after the grace period).
 //!
@@ -28,6 +28,10 @@ pub struct UploadedBlob {
     pub mime_type: String,
     pub size: u64,
 }
+
+/// How many uploads may hold an image in memory to strip it at the same time.
+const STRIPPING: usize = 2;
+static STRIP_PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(STRIPPING);
 
 /// A spool file removed when dropped (unless it was moved into the store).
 struct Spool(PathBuf);
@@ -103,6 +107,8 @@ where
     // 3. Images lose their metadata; the CID is of the stripped bytes.
     let mut digest: [u8; 32] = hasher.finalize().into();
     if strip::is_strippable(&mime_type) {
+        // At most STRIPPING images in memory at once (each up to twice the upload limit).
+        let _permit = STRIP_PERMITS.acquire().await.map_err(|e| internal("strip permit", e))?;
         let bytes = tokio::fs::read(&spool.0).await.map_err(|e| internal("spool read", e))?;
         match strip::strip_metadata(&mime_type, &bytes) {
             Ok(Some(stripped)) => {

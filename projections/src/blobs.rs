@@ -164,6 +164,12 @@ pub async fn is_referenced(log: &EventLog, did: &str, cid: &str) -> Result<bool,
     Ok(!rows.is_empty())
 }
 
+/// Every blob CID stored for `did` (for erasure).
+pub async fn cids_of(log: &EventLog, did: &str) -> Result<Vec<String>, ProjectionError> {
+    let rows = fetch!(log.read_pool(), "SELECT cid FROM blobs WHERE did = ?", (String,), [did]);
+    Ok(rows.into_iter().map(|(c,)| c).collect())
+}
+
 /// The blob CIDs the records at `paths` of `did` reference now.
 pub async fn cids_at_paths(log: &EventLog, did: &str, paths: &[String]) -> Result<Vec<String>, ProjectionError> {
     let mut out = BTreeSet::new();

@@ -21,3 +21,4 @@ mod conformance;
 mod oauth;
 mod identity;
 mod email;
+mod blobs;

@@ -81,6 +81,7 @@ pub fn check_ref(r: &BlobRef, stored: Option<&StoredBlob>) -> Result<(), BlobRef
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use std::collections::BTreeMap;

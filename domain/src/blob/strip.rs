@@ -163,6 +163,7 @@ fn strip_webp(b: &[u8]) -> Result<Vec<u8>, StripError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

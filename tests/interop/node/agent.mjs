@@ -6,7 +6,8 @@
 //         PDS_JWT_SECRET, when given: also check the agent's recovery from an expired access token)
 // Steps: describeServer, createAccount (<random>.test, email, password), login (handle, email and
 // DID) in fresh agents, a wrong password, getSession, resolveHandle (and an unknown handle),
-// describeRepo, refreshSession through the session manager, resumeSession
+// describeRepo, uploadBlob (a PNG sent as application/octet-stream) + a post embedding it + the
+// post, getBlob, listBlobs and listMissingBlobs read back, refreshSession through the session manager, resumeSession
 // of the saved session in a fresh agent, logout — and that the logged-out refresh token is dead.
 // Exit 0 with a JSON summary on stdout; otherwise exit 1 with the failing step and error on stderr.
 import { createHmac, randomBytes } from 'node:crypto'
@@ -126,6 +127,47 @@ try {
     check(res.data.handleIsCorrect === true, 'describeRepo.handleIsCorrect', res.data.handleIsCorrect)
     check(res.data.didDoc?.id === did, 'describeRepo.didDoc.id', res.data.didDoc)
     return { collections: res.data.collections }
+  })
+
+  // Blobs: upload an image, post it as an image embed, read the post and the blob back.
+  const png = Buffer.concat([
+    Buffer.from('89504e470d0a1a0a', 'hex'),
+    Buffer.from('0000000d49484452000000010000000108060000001f15c489', 'hex'),
+    Buffer.from('0000000b49444154789c6360000200000500017a5eab3f', 'hex'),
+    Buffer.from('0000000049454e44ae426082', 'hex'),
+  ])
+  let blob
+  await step('uploadBlob', async () => {
+    // A lying encoding: the server sniffs the PNG.
+    const res = await agent.uploadBlob(new Uint8Array(png), { encoding: 'application/octet-stream' })
+    blob = res.data.blob
+    check(blob.mimeType === 'image/png', 'uploadBlob.mimeType', blob.mimeType)
+    check(blob.size === png.length, 'uploadBlob.size', blob.size)
+    check(blob.ref.toString().startsWith('bafkrei'), 'uploadBlob.ref', blob.ref.toString())
+    return { cid: blob.ref.toString(), mimeType: blob.mimeType, size: blob.size }
+  })
+  let imagePost
+  await step('postWithImage', async () => {
+    imagePost = await agent.post({
+      text: 'a picture',
+      embed: { $type: 'app.bsky.embed.images', images: [{ image: blob, alt: 'one pixel' }] },
+    })
+    check(imagePost.uri.startsWith(`at://${did}/app.bsky.feed.post/`), 'post.uri', imagePost.uri)
+    return { uri: imagePost.uri }
+  })
+  await step('readBackImage', async () => {
+    const rkey = imagePost.uri.split('/').pop()
+    const rec = await agent.com.atproto.repo.getRecord({ repo: did, collection: 'app.bsky.feed.post', rkey })
+    const image = rec.data.value.embed?.images?.[0]?.image
+    check(image?.ref?.toString() === blob.ref.toString(), 'the embed image ref', image)
+    check(image.mimeType === 'image/png' && image.size === png.length, 'the embed image type and size', image)
+    const got = await agent.com.atproto.sync.getBlob({ did, cid: blob.ref.toString() })
+    check(Buffer.from(got.data).equals(png), 'getBlob bytes', Buffer.from(got.data).toString('hex'))
+    check(got.headers['content-type'] === 'image/png', 'getBlob content-type', got.headers['content-type'])
+    const listed = await agent.com.atproto.sync.listBlobs({ did })
+    check(listed.data.cids.includes(blob.ref.toString()), 'listBlobs', listed.data)
+    const missing = await agent.com.atproto.repo.listMissingBlobs({})
+    check(Array.isArray(missing.data.blobs) && missing.data.blobs.length === 0, 'listMissingBlobs', missing.data)
   })
 
   await step('refreshSession', async () => {
