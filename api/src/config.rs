@@ -52,6 +52,11 @@ pub struct Config {
     pub max_subscription_buffer: usize,
     /// `PDS_REPO_BACKFILL_LIMIT_MS`: how far back a firehose cursor may reach (24 h).
     pub repo_backfill_limit: std::time::Duration,
+    /// `PDS_CRAWLERS`: relays asked to crawl us (comma-separated URLs; none by default).
+    pub crawlers: Vec<String>,
+    /// `PDS_CRAWL_INTERVAL_MS` (ours): least time between two requestCrawls to one crawler
+    /// (20 minutes, the reference's threshold).
+    pub crawl_interval: std::time::Duration,
     pub secrets: Secrets,
 }
 
@@ -174,6 +179,14 @@ impl Config {
             Some(v) => parse_num("PDS_REPO_BACKFILL_LIMIT_MS", &v)?,
             None => 24 * 60 * 60 * 1000,
         });
+        let crawlers = env
+            .get("PDS_CRAWLERS")
+            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default();
+        let crawl_interval = match env.get("PDS_CRAWL_INTERVAL_MS") {
+            Some(v) => std::time::Duration::from_millis(parse_num("PDS_CRAWL_INTERVAL_MS", &v)?),
+            None => crate::crawlers::DEFAULT_INTERVAL,
+        };
         let secrets = Secrets::load_or_generate(env, &data_directory)?;
         Ok(Config {
             bind: SocketAddr::new(bind_ip, port),
@@ -193,6 +206,8 @@ impl Config {
             did_plc_url: env.get("PDS_DID_PLC_URL").unwrap_or_else(|| DEFAULT_DID_PLC_URL.to_string()),
             max_subscription_buffer,
             repo_backfill_limit,
+            crawlers,
+            crawl_interval,
             secrets,
         })
     }

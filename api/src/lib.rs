@@ -8,6 +8,7 @@ pub mod auth;
 pub mod car_tools;
 pub mod cli;
 pub mod config;
+pub mod crawlers;
 pub mod event_json;
 pub mod firehose;
 pub mod ops;

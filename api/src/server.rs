@@ -141,6 +141,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let log = open_log(&config).await?;
     // One task per catch-up projector, for the life of the process.
     let runners = projections::runner::spawn(&log, &projections::all());
+    let crawlers = crate::crawlers::Crawlers::new(&config.hostname, &config.crawlers, config.crawl_interval).spawn(log.clone());
     let bind = config.bind;
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let local = listener.local_addr()?;
@@ -155,6 +156,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     axum::serve(listener, router(config, log)).with_graceful_shutdown(shutdown_signal()).await?;
     for r in runners {
         r.abort();
+    }
+    if let Some(c) = crawlers {
+        c.abort();
     }
     Ok(())
 }

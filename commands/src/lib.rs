@@ -22,6 +22,7 @@ pub mod delete_session;
 mod lexicon_docs;
 pub mod plc_client;
 pub mod refresh_session;
+pub mod repo_tree;
 pub mod revoke_app_password;
 
 use domain::account::{self, Account, AccountEvent, AccountState};

@@ -17,3 +17,4 @@ mod records;
 mod admin_accounts;
 mod sync;
 mod sync_interop;
+mod repos;
