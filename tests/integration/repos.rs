@@ -406,10 +406,10 @@ async fn race_flow(pg: Option<&PgDatabase>) {
     let plc = PlcServer::start();
     let dir = tempfile::tempdir().unwrap();
     let (s, _env) = start(dir.path(), &plc, pg, "false").await;
-    let (main_did, main_token) = account(&s, "main").await;
+    let (main_did, main_token) = account(&s, "racemain").await;
     let mut others = Vec::new();
     for i in 0..50 {
-        others.push(account(&s, &format!("w{i}")).await);
+        others.push(account(&s, &format!("racer{i:02}")).await);
     }
     let mut dids = vec![main_did.clone()];
     dids.extend(others.iter().map(|(d, _)| d.clone()));
@@ -493,7 +493,7 @@ async fn sync_v11_flow(pg: Option<&PgDatabase>) {
     let (s, _env) = start(dir.path(), &plc, pg, "false").await;
     let mut repos = Vec::new();
     for i in 0..REPOS {
-        repos.push(account(&s, &format!("r{i}")).await);
+        repos.push(account(&s, &format!("repo{i}")).await);
     }
     let dids: Vec<String> = repos.iter().map(|(d, _)| d.clone()).collect();
     let keys = keys_of(&plc, &dids).await;
@@ -586,11 +586,12 @@ async fn sync_v11_random_ops_postgres() {
 async fn two_processes_on_one_postgres() {
     let pg = PgDatabase::create().await;
     let plc = PlcServer::start();
-    // One data directory: B reads the secrets.env A generated (same JWT secret, same key
-    // encryption key), as nodes of one deployment share their secrets.
+    // One data directory: B reads the secrets.env A generated (same key encryption key), and both
+    // get one JWT secret and service DID (the tokens' audience), as nodes of one deployment do.
     let dir = tempfile::tempdir().unwrap();
-    let (a, _env) = start(dir.path(), &plc, Some(&pg), "false").await;
-    let (b, _) = start(dir.path(), &plc, Some(&pg), "false").await;
+    let same = [("PDS_SERVICE_DID", "did:web:pds.test")];
+    let a = start_with(dir.path(), &plc, Some(&pg), &same).await;
+    let b = start_with(dir.path(), &plc, Some(&pg), &same).await;
     let (did, token) = account(&a, "shared").await;
     let keys = keys_of(&plc, std::slice::from_ref(&did)).await;
 
