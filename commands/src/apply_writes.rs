@@ -173,17 +173,18 @@ pub async fn apply_writes(
             did,
             &mut cache,
             |blocks| {
-                let mst = Mst::load(blocks, head.data)?;
+                let mst = Mst::load(blocks, head.data).map_err(|e| Box::new(RepoError::from(e)))?;
                 let mut clock = clock().lock().unwrap_or_else(|p| p.into_inner());
                 repo::decide_apply_writes(&state, &mst, blocks, &writes, swap_commit, &key, &mut clock, now_micros)
+                    .map_err(Box::new)
             },
-            |e| match e {
+            |e| match &**e {
                 RepoError::Mst(m) => repo_tree::missing_in_mst(m),
                 _ => None,
             },
         )
         .await?;
-        let outcome = decided.map_err(repo_error)?;
+        let outcome = decided.map_err(|e| repo_error(*e))?;
         let Some(commit) = outcome.commit else {
             return Ok(AppliedWrites {
                 results: outcome.results,
