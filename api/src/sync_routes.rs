@@ -4,14 +4,17 @@
 //! (`projections::sync_reads`). Availability as the reference's `assertRepoAvailability`:
 //! unknown → `RepoNotFound`, taken down → `RepoTakendown`, deactivated → `RepoDeactivated`.
 //!
-//! `getRepo` streams its CAR: the header and commit block first, then the rest of the repo's blocks
-//! (MST nodes and records) in pages of 500 read as the body is sent, so memory stays constant.
-//! With `since` only the blocks first stored by a later rev are sent (as the reference's
-//! `repoRev > since`; the commit block always comes first). Deprecated `getHead` (`{root}`) and
+//! `getRepo` streams its CAR: the header and commit block first, then the tree walked from the
+//! head breadth-first, 500 nodes per query, each batch followed by its records (only blocks
+//! reachable from the head; memory is the walk's frontier of CIDs, never the blocks).
+//! With `since`: the stored blocks first stored by a later rev, in pages of 500 by CID (as the
+//! reference's `repoRev > since`; the commit block always comes first). Deprecated `getHead` (`{root}`) and
 //! `getCheckout` (= `getRepo` without `since`) are served for old clients.
 //! `getRecord` reads only the key's path (nodes faulted in one by one, `commands::repo_tree`) and
 //! returns the commit, the covering proof of the key (every node on its path, which proves
 //! presence or absence) and the record block when present.
+
+use std::collections::HashMap;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
@@ -239,7 +242,101 @@ async fn list_repos(
     Ok(Json(Value::Object(out)))
 }
 
-/// Where the `getRepo` body stream is.
+/// The whole repo after the header and commit: the tree walked from `data` breadth-first, a batch
+/// of up to `PAGE` nodes per step (one query), each batch followed by the records its entries
+/// point at (queries of up to `PAGE`). Only blocks reachable from the head are sent — not the old
+/// nodes and records `repo_blocks` still holds — and memory is the frontier's CIDs, not blocks.
+fn walk_body(log: eventlog::EventLog, did: String, first: Vec<u8>, data: Cid) -> Body {
+    let start = (Some(first), std::collections::VecDeque::from([data]));
+    let body = stream::unfold(start, move |(first, mut queue)| {
+        let log = log.clone();
+        let did = did.clone();
+        async move {
+            if let Some(first) = first {
+                return Some((Ok::<Bytes, std::io::Error>(Bytes::from(first)), (None, queue)));
+            }
+            if queue.is_empty() {
+                return None;
+            }
+            let n = queue.len().min(PAGE as usize);
+            let batch: Vec<Cid> = queue.drain(..n).collect();
+            let fail = |e: String| {
+                tracing::error!(did, "getRepo: {e}");
+                Some((Err(std::io::Error::other(e)), (None, std::collections::VecDeque::new())))
+            };
+            let nodes = match fetch(&log, &did, &batch).await {
+                Ok(n) => n,
+                Err(e) => return fail(e),
+            };
+            let mut chunk = Vec::new();
+            let mut records = Vec::new();
+            for (cid, bytes) in &nodes {
+                chunk.extend_from_slice(&car::encode_block(cid, bytes));
+                match node_links(bytes) {
+                    Ok((subtrees, values)) => {
+                        queue.extend(subtrees);
+                        records.extend(values);
+                    }
+                    Err(e) => return fail(format!("MST node {cid}: {e}")),
+                }
+            }
+            records.sort();
+            records.dedup();
+            for page in records.chunks(PAGE as usize) {
+                match fetch(&log, &did, page).await {
+                    Ok(blocks) => {
+                        for (cid, bytes) in &blocks {
+                            chunk.extend_from_slice(&car::encode_block(cid, bytes));
+                        }
+                    }
+                    Err(e) => return fail(e),
+                }
+            }
+            Some((Ok(Bytes::from(chunk)), (None, queue)))
+        }
+    });
+    Body::from_stream(body)
+}
+
+/// The blocks `cids` of `did`, in that order; a missing one is an error (the tree is corrupt).
+async fn fetch(log: &eventlog::EventLog, did: &str, cids: &[Cid]) -> Result<Vec<(Cid, Vec<u8>)>, String> {
+    let keys: Vec<String> = cids.iter().map(Cid::to_string).collect();
+    let mut found: HashMap<String, Vec<u8>> =
+        sync_reads::blocks_in(log, did, &keys).await.map_err(|e| e.to_string())?.into_iter().collect();
+    cids.iter()
+        .zip(keys)
+        .map(|(c, k)| found.remove(&k).map(|b| (*c, b)).ok_or_else(|| format!("block {k} is not stored")))
+        .collect()
+}
+
+/// An MST node's subtree links (`l`, each entry's `t`) and record links (each entry's `v`).
+fn node_links(bytes: &[u8]) -> Result<(Vec<Cid>, Vec<Cid>), String> {
+    use domain::cbor::Ipld;
+    let Ipld::Map(node) = domain::cbor::decode(bytes).map_err(|e| e.to_string())? else {
+        return Err("not a map".into());
+    };
+    let mut subtrees = Vec::new();
+    let mut values = Vec::new();
+    if let Some(Ipld::Link(l)) = node.get("l") {
+        subtrees.push(*l);
+    }
+    let Some(Ipld::List(entries)) = node.get("e") else {
+        return Err("no entry list".into());
+    };
+    for e in entries {
+        let Ipld::Map(e) = e else { return Err("entry is not a map".into()) };
+        match e.get("v") {
+            Some(Ipld::Link(v)) => values.push(*v),
+            _ => return Err("entry without a value link".into()),
+        }
+        if let Some(Ipld::Link(t)) = e.get("t") {
+            subtrees.push(*t);
+        }
+    }
+    Ok((subtrees, values))
+}
+
+/// Where the `getRepo?since` body stream is.
 enum RepoStream {
     Start,
     After(String),
@@ -282,6 +379,11 @@ async fn repo_car(state: &AppState, did: String, since: Option<String>) -> Resul
         .ok_or_else(|| internal(&format!("commit block {} of {did} missing", h.commit_cid)))?;
     let mut first = car::encode_header(&[commit]);
     first.extend_from_slice(&car::encode_block(&commit, &commit_bytes));
+    let Some(since) = since else {
+        let data = stored_cid(&h.data_cid)?;
+        return Ok(car_response(walk_body(state.log.clone(), did, first, data)));
+    };
+    let since = Some(since);
     let log = state.log.clone();
     let commit_str = h.commit_cid.clone();
     let body = stream::unfold(RepoStream::Start, move |st| {

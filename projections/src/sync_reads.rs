@@ -167,3 +167,33 @@ pub async fn block(
     };
     Ok(row.map(|r| r.0))
 }
+
+/// Those of `cids` that `did` has stored (any order; at most a few hundred per call).
+pub async fn blocks_in(
+    log: &EventLog,
+    did: &str,
+    cids: &[String],
+) -> Result<Vec<(String, Vec<u8>)>, ProjectionError> {
+    if cids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; cids.len()].join(", ");
+    let sql = format!("SELECT cid, bytes FROM repo_blocks WHERE did = ? AND cid IN ({marks})");
+    Ok(match log.read_pool() {
+        ReadPool::Sqlite(p) => {
+            let mut q = sqlx::query_as(&sql).bind(did);
+            for c in cids {
+                q = q.bind(c);
+            }
+            q.fetch_all(p).await?
+        }
+        ReadPool::Postgres(p) => {
+            let sql = numbered(&sql);
+            let mut q = sqlx::query_as(&sql).bind(did);
+            for c in cids {
+                q = q.bind(c);
+            }
+            q.fetch_all(p).await?
+        }
+    })
+}

@@ -210,7 +210,13 @@ async fn sync_extras_flow(pg: Option<&PgDatabase>) {
         assert!(all.contains(c));
     }
     let tree = Mst::load_all(&all, commit.data).unwrap();
-    assert_eq!(tree.entries(&all).unwrap().len(), 4);
+    let entries = tree.entries(&all).unwrap();
+    assert_eq!(entries.len(), 4);
+    // Only what the head reaches: commit + nodes + records; not the deleted record, not old nodes.
+    let thing_cid = Cid::try_from(thing["cid"].as_str().unwrap()).unwrap();
+    assert!(!all.contains(&thing_cid), "getRepo sent the block of a deleted record");
+    let records: BTreeSet<Cid> = entries.iter().map(|(_, c)| *c).collect();
+    assert_eq!(all.len(), 1 + tree.node_blocks(&all).unwrap().len() + records.len());
     // since = the head rev: only the commit.
     let head_rev = new["commit"]["rev"].as_str().unwrap();
     let (_, only_commit, _) = get_bytes(&s, &format!("com.atproto.sync.getRepo?did={did}&since={head_rev}")).await;
