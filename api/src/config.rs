@@ -64,6 +64,11 @@ pub struct Config {
     pub blobstore: BlobstoreConfig,
     /// `PDS_BLOB_TEMP_GRACE_SECONDS`: how long an uploaded blob may stay unreferenced (1 h).
     pub blob_temp_grace: std::time::Duration,
+    /// `PDS_CRAWLERS`: relays asked to crawl us (comma-separated URLs; none by default).
+    pub crawlers: Vec<String>,
+    /// `PDS_CRAWL_INTERVAL_MS` (ours): least time between two requestCrawls to one crawler
+    /// (20 minutes, the reference's threshold).
+    pub crawl_interval: std::time::Duration,
     pub secrets: Secrets,
 }
 
@@ -256,6 +261,14 @@ impl Config {
             Some(v) => parse_num("PDS_BLOB_TEMP_GRACE_SECONDS", &v)?,
             None => 3600,
         });
+        let crawlers = env
+            .get("PDS_CRAWLERS")
+            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default();
+        let crawl_interval = match env.get("PDS_CRAWL_INTERVAL_MS") {
+            Some(v) => std::time::Duration::from_millis(parse_num("PDS_CRAWL_INTERVAL_MS", &v)?),
+            None => crate::crawlers::DEFAULT_INTERVAL,
+        };
         let secrets = Secrets::load_or_generate(env, &data_directory)?;
         Ok(Config {
             bind: SocketAddr::new(bind_ip, port),
@@ -279,6 +292,8 @@ impl Config {
             email_from_address,
             blobstore,
             blob_temp_grace,
+            crawlers,
+            crawl_interval,
             secrets,
         })
     }

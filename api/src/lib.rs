@@ -9,6 +9,7 @@ pub mod blob_routes;
 pub mod car_tools;
 pub mod cli;
 pub mod config;
+pub mod crawlers;
 pub mod event_json;
 pub mod firehose;
 pub mod oauth_authorize_page;

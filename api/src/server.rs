@@ -157,6 +157,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let runners = projections::runner::spawn(&log, &projections::all());
     let blobstore = config.blobstore.open().map_err(|e| anyhow::anyhow!("opening the blob store: {e}"))?;
     let cleaner = crate::blob_routes::spawn_temp_blob_cleaner(&config, &log, blobstore.clone())?;
+    let crawlers = crate::crawlers::Crawlers::new(&config.hostname, &config.crawlers, config.crawl_interval).spawn(log.clone());
     let bind = config.bind;
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let local = listener.local_addr()?;
@@ -174,6 +175,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         r.abort();
     }
     cleaner.abort();
+    if let Some(c) = crawlers {
+        c.abort();
+    }
     Ok(())
 }
 

@@ -259,11 +259,12 @@ async fn describe_repo(
     let account = commands::load_account_profile(&state.log, &did).await.map_err(command_error)?;
     let account = account.live().ok_or_else(not_found)?;
     let view = commands::account_view(&ctx, account);
+    let collections = projections::records::collections(&state.log, &did).await.map_err(|e| XrpcError::internal(&e))?;
     Ok(Json(json!({
         "handle": view.handle,
         "did": view.did,
         "didDoc": view.did_doc,
-        "collections": [],
+        "collections": collections,
         "handleIsCorrect": true,
     })))
 }

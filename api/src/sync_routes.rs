@@ -1,15 +1,18 @@
-//! `com.atproto.sync.{getLatestCommit, getRepo, getRecord, getBlocks, listRepos, getRepoStatus}`
+//! `com.atproto.sync.{getLatestCommit, getRepo, getRecord, getBlocks, listRepos, getRepoStatus,
+//! getHead, getCheckout}`
 //! (public, as the reference), over the `accounts` / `repo_roots` / `repo_blocks` read models
 //! (`projections::sync_reads`). Availability as the reference's `assertRepoAvailability`:
 //! unknown → `RepoNotFound`, taken down → `RepoTakendown`, deactivated → `RepoDeactivated`.
 //!
-//! `getRepo` streams its CAR: the header and commit block first, then the rest of the repo's blocks
-//! (MST nodes and records) in pages of 500 read as the body is sent, so memory stays constant.
-//! `since` is accepted (validated as a TID) but the read model does not record which rev stored a
-//! block, so the full repo is always returned (a valid superset).
-//! `getRecord` loads the repo's blocks to walk the tree (O(repo size); a lazy node loader is the
-//! upgrade) and returns the commit, the covering proof of the key (every node on its path, which
-//! proves presence or absence) and the record block when present.
+//! `getRepo` streams its CAR: the header and commit block first, then the tree walked from the
+//! head breadth-first, 500 nodes per query, each batch followed by its records (only blocks
+//! reachable from the head; memory is the walk's frontier of CIDs, never the blocks).
+//! With `since`: the stored blocks first stored by a later rev, in pages of 500 by CID (as the
+//! reference's `repoRev > since`; the commit block always comes first). Deprecated `getHead` (`{root}`) and
+//! `getCheckout` (= `getRepo` without `since`) are served for old clients.
+//! `getRecord` reads only the key's path (nodes faulted in one by one, `commands::repo_tree`) and
+//! returns the commit, the covering proof of the key (every node on its path, which proves
+//! presence or absence) and the record block when present.
 
 use std::collections::HashMap;
 
@@ -25,7 +28,8 @@ use serde_json::{json, Map, Value};
 
 use domain::car;
 use domain::cbor::Cid;
-use domain::mst::Mst;
+use commands::repo_tree::{self, RepoBlocks};
+use domain::mst::{Mst, MstError};
 use projections::sync_reads::{self, RepoHead};
 
 use crate::server::AppState;
@@ -45,6 +49,8 @@ pub fn routes() -> Router<AppState> {
         .route("/xrpc/com.atproto.sync.getBlocks", get(get_blocks))
         .route("/xrpc/com.atproto.sync.listRepos", get(list_repos))
         .route("/xrpc/com.atproto.sync.getRepoStatus", get(get_repo_status))
+        .route("/xrpc/com.atproto.sync.getHead", get(get_head))
+        .route("/xrpc/com.atproto.sync.getCheckout", get(get_checkout))
 }
 
 fn bad(m: impl Into<String>) -> XrpcError {
@@ -153,6 +159,17 @@ async fn get_latest_commit(
     Ok(Json(json!({ "cid": h.commit_cid, "rev": h.rev })))
 }
 
+/// Deprecated (`getLatestCommit` replaces it): `{root}` = the head commit CID.
+async fn get_head(
+    State(state): State<AppState>,
+    q: Result<Query<Params>, QueryRejection>,
+) -> Result<Json<Value>, XrpcError> {
+    let p = params(q)?;
+    let did = did_param(&p)?;
+    let h = available(&state, &did).await?;
+    Ok(Json(json!({ "root": h.commit_cid })))
+}
+
 async fn get_repo_status(
     State(state): State<AppState>,
     q: Result<Query<Params>, QueryRejection>,
@@ -225,7 +242,101 @@ async fn list_repos(
     Ok(Json(Value::Object(out)))
 }
 
-/// Where the `getRepo` body stream is.
+/// The whole repo after the header and commit: the tree walked from `data` breadth-first, a batch
+/// of up to `PAGE` nodes per step (one query), each batch followed by the records its entries
+/// point at (queries of up to `PAGE`). Only blocks reachable from the head are sent — not the old
+/// nodes and records `repo_blocks` still holds — and memory is the frontier's CIDs, not blocks.
+fn walk_body(log: eventlog::EventLog, did: String, first: Vec<u8>, data: Cid) -> Body {
+    let start = (Some(first), std::collections::VecDeque::from([data]));
+    let body = stream::unfold(start, move |(first, mut queue)| {
+        let log = log.clone();
+        let did = did.clone();
+        async move {
+            if let Some(first) = first {
+                return Some((Ok::<Bytes, std::io::Error>(Bytes::from(first)), (None, queue)));
+            }
+            if queue.is_empty() {
+                return None;
+            }
+            let n = queue.len().min(PAGE as usize);
+            let batch: Vec<Cid> = queue.drain(..n).collect();
+            let fail = |e: String| {
+                tracing::error!(did, "getRepo: {e}");
+                Some((Err(std::io::Error::other(e)), (None, std::collections::VecDeque::new())))
+            };
+            let nodes = match fetch(&log, &did, &batch).await {
+                Ok(n) => n,
+                Err(e) => return fail(e),
+            };
+            let mut chunk = Vec::new();
+            let mut records = Vec::new();
+            for (cid, bytes) in &nodes {
+                chunk.extend_from_slice(&car::encode_block(cid, bytes));
+                match node_links(bytes) {
+                    Ok((subtrees, values)) => {
+                        queue.extend(subtrees);
+                        records.extend(values);
+                    }
+                    Err(e) => return fail(format!("MST node {cid}: {e}")),
+                }
+            }
+            records.sort();
+            records.dedup();
+            for page in records.chunks(PAGE as usize) {
+                match fetch(&log, &did, page).await {
+                    Ok(blocks) => {
+                        for (cid, bytes) in &blocks {
+                            chunk.extend_from_slice(&car::encode_block(cid, bytes));
+                        }
+                    }
+                    Err(e) => return fail(e),
+                }
+            }
+            Some((Ok(Bytes::from(chunk)), (None, queue)))
+        }
+    });
+    Body::from_stream(body)
+}
+
+/// The blocks `cids` of `did`, in that order; a missing one is an error (the tree is corrupt).
+async fn fetch(log: &eventlog::EventLog, did: &str, cids: &[Cid]) -> Result<Vec<(Cid, Vec<u8>)>, String> {
+    let keys: Vec<String> = cids.iter().map(Cid::to_string).collect();
+    let mut found: HashMap<String, Vec<u8>> =
+        sync_reads::blocks_in(log, did, &keys).await.map_err(|e| e.to_string())?.into_iter().collect();
+    cids.iter()
+        .zip(keys)
+        .map(|(c, k)| found.remove(&k).map(|b| (*c, b)).ok_or_else(|| format!("block {k} is not stored")))
+        .collect()
+}
+
+/// An MST node's subtree links (`l`, each entry's `t`) and record links (each entry's `v`).
+fn node_links(bytes: &[u8]) -> Result<(Vec<Cid>, Vec<Cid>), String> {
+    use domain::cbor::Ipld;
+    let Ipld::Map(node) = domain::cbor::decode(bytes).map_err(|e| e.to_string())? else {
+        return Err("not a map".into());
+    };
+    let mut subtrees = Vec::new();
+    let mut values = Vec::new();
+    if let Some(Ipld::Link(l)) = node.get("l") {
+        subtrees.push(*l);
+    }
+    let Some(Ipld::List(entries)) = node.get("e") else {
+        return Err("no entry list".into());
+    };
+    for e in entries {
+        let Ipld::Map(e) = e else { return Err("entry is not a map".into()) };
+        match e.get("v") {
+            Some(Ipld::Link(v)) => values.push(*v),
+            _ => return Err("entry without a value link".into()),
+        }
+        if let Some(Ipld::Link(t)) = e.get("t") {
+            subtrees.push(*t);
+        }
+    }
+    Ok((subtrees, values))
+}
+
+/// Where the `getRepo?since` body stream is.
 enum RepoStream {
     Start,
     After(String),
@@ -238,12 +349,29 @@ async fn get_repo(
 ) -> Result<Response, XrpcError> {
     let p = params(q)?;
     let did = did_param(&p)?;
-    if let Some(since) = single(&p, "since")? {
-        if !domain::syntax::is_valid_tid(since) {
-            return Err(bad("Error: since must be a valid tid"));
+    let since = match single(&p, "since")? {
+        Some(since) if !domain::syntax::is_valid_tid(since) => {
+            return Err(bad("Error: since must be a valid tid"))
         }
-    }
-    let h = available(&state, &did).await?;
+        since => since.map(str::to_owned),
+    };
+    repo_car(&state, did, since).await
+}
+
+/// Deprecated (`getRepo` replaces it): the whole repo as a CAR.
+async fn get_checkout(
+    State(state): State<AppState>,
+    q: Result<Query<Params>, QueryRejection>,
+) -> Result<Response, XrpcError> {
+    let p = params(q)?;
+    let did = did_param(&p)?;
+    repo_car(&state, did, None).await
+}
+
+/// The repo CAR, streamed: header and commit first, then pages of blocks (only those first
+/// stored after `since`, if given).
+async fn repo_car(state: &AppState, did: String, since: Option<String>) -> Result<Response, XrpcError> {
+    let h = available(state, &did).await?;
     let commit = stored_cid(&h.commit_cid)?;
     let commit_bytes = sync_reads::block(&state.log, &did, &h.commit_cid)
         .await
@@ -251,6 +379,11 @@ async fn get_repo(
         .ok_or_else(|| internal(&format!("commit block {} of {did} missing", h.commit_cid)))?;
     let mut first = car::encode_header(&[commit]);
     first.extend_from_slice(&car::encode_block(&commit, &commit_bytes));
+    let Some(since) = since else {
+        let data = stored_cid(&h.data_cid)?;
+        return Ok(car_response(walk_body(state.log.clone(), did, first, data)));
+    };
+    let since = Some(since);
     let log = state.log.clone();
     let commit_str = h.commit_cid.clone();
     let body = stream::unfold(RepoStream::Start, move |st| {
@@ -258,6 +391,7 @@ async fn get_repo(
         let did = did.clone();
         let commit_str = commit_str.clone();
         let first = first.clone();
+        let since = since.clone();
         async move {
             let after = match st {
                 RepoStream::Done => return None,
@@ -269,7 +403,7 @@ async fn get_repo(
                 }
                 RepoStream::After(a) => a,
             };
-            let page = match sync_reads::blocks_page(&log, &did, &after, PAGE).await {
+            let page = match sync_reads::blocks_page(&log, &did, &after, since.as_deref(), PAGE).await {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!(%e, did, "getRepo: reading blocks");
@@ -351,28 +485,33 @@ async fn get_record(
     let h = available(&state, &did).await?;
     let commit = stored_cid(&h.commit_cid)?;
     let data = stored_cid(&h.data_cid)?;
-    let rows = projections::records::repo_blocks(&state.log, &did)
-        .await
-        .map_err(|e| internal(&e))?;
-    let mut src: HashMap<Cid, Vec<u8>> = HashMap::with_capacity(rows.len());
-    for (c, b) in rows {
-        src.insert(stored_cid(&c)?, b);
-    }
     let key = format!("{collection}/{rkey}");
-    let tree = Mst::load(&src, data).map_err(|e| internal(&e))?;
-    let proof = tree.covering_proof(&src, &key).map_err(|e| internal(&e))?;
-    let record = tree.get(&src, &key).map_err(|e| internal(&e))?;
+    // Only the key's path (and the proof's neighbours) is read, faulted in node by node.
+    let mut cache = RepoBlocks::default();
+    let walked = repo_tree::faulting(
+        &state.log,
+        &did,
+        &mut cache,
+        |src| {
+            let tree = Mst::load(src, data)?;
+            Ok::<_, MstError>((tree.covering_proof(src, &key)?, tree.get(src, &key)?))
+        },
+        repo_tree::missing_in_mst,
+    )
+    .await
+    .map_err(|e| internal(&e))?;
+    let (proof, record) = walked.map_err(|e| internal(&e))?;
     let mut blocks: Vec<(Cid, Vec<u8>)> = Vec::with_capacity(proof.len() + 2);
-    let commit_bytes = src
-        .get(&commit)
-        .cloned()
+    let commit_bytes = sync_reads::block(&state.log, &did, &h.commit_cid)
+        .await
+        .map_err(|e| internal(&e))?
         .ok_or_else(|| internal(&format!("commit block {commit} of {did} missing")))?;
     blocks.push((commit, commit_bytes));
     blocks.extend(proof.0);
     if let Some(rc) = record {
-        let rb = src
-            .get(&rc)
-            .cloned()
+        let rb = sync_reads::block(&state.log, &did, &rc.to_string())
+            .await
+            .map_err(|e| internal(&e))?
             .ok_or_else(|| internal(&format!("record block {rc} of {did} missing")))?;
         blocks.push((rc, rb));
     }

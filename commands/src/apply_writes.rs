@@ -5,9 +5,9 @@
 //! by compare-and-swap: the append expects the stream version it loaded, and a `Conflict` reloads
 //! and decides again (up to 32 times), so a write is never lost and the repo never forks.
 //!
-//! The tree is read through a `BlockMap` holding every stored block of the repo (one query). That
-//! is the simplest correct choice and costs O(repo size) per write; a lazy per-node loader can
-//! replace it without touching the decision.
+//! Only the head and the tree nodes the batch walks are read (`repo_tree`): the head from the last
+//! event of the stream, nodes faulted in from `repo_blocks` and kept under the repo's lock
+//! between writes, so a write costs O(tree depth), not O(repo size).
 //!
 //! Lexicon validation (`validate`): `Some(false)` skips it; `Some(true)` validates and refuses an
 //! unknown collection; `None` validates known collections and reports `Unknown` for the others.
@@ -19,12 +19,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use domain::cbor::{Cid, Ipld};
 use domain::crypto::{KeyType, Keypair};
 use domain::lexicon::Catalog;
-use domain::mst::{BlockMap, Mst};
-use domain::repo::{self, RepoError, RepoEvent, RepoState, Write, WriteResult};
+use domain::mst::Mst;
+use domain::repo::{self, RepoError, Write, WriteResult};
 use domain::syntax::Did;
 use domain::tid::TidClock;
 use eventlog::{AppendError, ExpectedVersion, NewEvent, StreamAppend};
 
+use crate::repo_tree::{self, RepoBlocks};
 use crate::{now, CommandError, Ctx};
 
 /// How many times a write is decided again after losing a race for the repo head.
@@ -69,8 +70,10 @@ fn catalog() -> &'static Catalog {
     })
 }
 
-fn repo_lock(did: &str) -> Arc<tokio::sync::Mutex<()>> {
-    static LOCKS: OnceLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
+/// The per-repo write lock; it guards the node blocks this process keeps for the repo.
+fn repo_lock(did: &str) -> Arc<tokio::sync::Mutex<RepoBlocks>> {
+    type Locks = Mutex<HashMap<String, Arc<tokio::sync::Mutex<RepoBlocks>>>>;
+    static LOCKS: OnceLock<Locks> = OnceLock::new();
     let map = LOCKS.get_or_init(|| Mutex::new(HashMap::new()));
     let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
     map.entry(did.to_owned()).or_default().clone()
@@ -153,47 +156,37 @@ pub async fn apply_writes(
     let blob_writes = crate::blob_refs::check_writes(ctx, did, &writes).await?;
 
     let lock = repo_lock(did);
-    let _guard = lock.lock().await;
+    let mut cache = lock.lock().await;
+    cache.trim();
     let stream = format!("repo/{did}");
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let envelopes = ctx.log().read_stream(&stream).await?;
-        let mut events = Vec::with_capacity(envelopes.len());
-        let mut version = 0;
-        for e in &envelopes {
-            let v = u32::try_from(e.event_version).map_err(|_| CommandError::Internal("negative event version".into()))?;
-            events.push(
-                RepoEvent::from_payload(&e.event_type, v, &e.payload)
-                    .map_err(|err| CommandError::Internal(format!("{} v{}: {err}", e.stream, e.stream_version)))?,
-            );
-            version = e.stream_version;
-        }
-        let state = RepoState::from_events(parsed.clone(), &events);
+        let Some((state, version)) = repo_tree::load_head(ctx.log(), &parsed).await? else {
+            return Err(CommandError::RepoNotFound(format!("Could not find repo: {did}")));
+        };
         let Some(head) = state.root.clone() else {
             return Err(CommandError::RepoNotFound(format!("Could not find repo: {did}")));
         };
-        let mut blocks = BlockMap::new();
-        for (cid, bytes) in projections::records::repo_blocks(ctx.log(), did).await? {
-            let cid = Cid::try_from(cid.as_str()).map_err(|e| CommandError::Internal(format!("stored CID: {e}")))?;
-            blocks.insert(cid, bytes);
-        }
-        let mst = Mst::load(&blocks, head.data).map_err(|e| CommandError::Internal(format!("repo tree: {e}")))?;
         let (now_micros, _) = now();
-        let outcome = {
-            let mut clock = clock().lock().unwrap_or_else(|p| p.into_inner());
-            repo::decide_apply_writes(
-                &state,
-                &mst,
-                &blocks,
-                &writes,
-                swap_commit,
-                &key,
-                &mut clock,
-                u64::try_from(now_micros).unwrap_or(0),
-            )
-        }
-        .map_err(repo_error)?;
+        let now_micros = u64::try_from(now_micros).unwrap_or(0);
+        let decided = repo_tree::faulting(
+            ctx.log(),
+            did,
+            &mut cache,
+            |blocks| {
+                let mst = Mst::load(blocks, head.data).map_err(|e| Box::new(RepoError::from(e)))?;
+                let mut clock = clock().lock().unwrap_or_else(|p| p.into_inner());
+                repo::decide_apply_writes(&state, &mst, blocks, &writes, swap_commit, &key, &mut clock, now_micros)
+                    .map_err(Box::new)
+            },
+            |e| match &**e {
+                RepoError::Mst(m) => repo_tree::missing_in_mst(m),
+                _ => None,
+            },
+        )
+        .await?;
+        let outcome = decided.map_err(|e| repo_error(*e))?;
         let Some(commit) = outcome.commit else {
             return Ok(AppliedWrites {
                 results: outcome.results,
@@ -217,6 +210,13 @@ pub async fn apply_writes(
         match ctx.appender.append(vec![StreamAppend::new(stream.clone(), expected, new_events)]).await {
             Ok(_) => {
                 blob_writes.after_commit(ctx, did).await;
+                // The new nodes are what the next write on this repo walks first.
+                let records: Vec<Cid> = commit.event.ops.iter().filter_map(|o| o.cid).collect();
+                for (cid, bytes) in commit.new_blocks.iter() {
+                    if *cid != commit.root.commit && !records.contains(cid) {
+                        cache.insert(*cid, bytes.clone());
+                    }
+                }
                 return Ok(AppliedWrites {
                     results: outcome.results,
                     validation,

@@ -34,6 +34,7 @@ pub mod oauth_revoke;
 pub mod plc_client;
 pub mod refresh_session;
 pub mod resolve_did;
+pub mod repo_tree;
 pub mod revoke_app_password;
 pub mod get_service_auth;
 pub mod update_handle;

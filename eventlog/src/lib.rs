@@ -486,6 +486,15 @@ impl EventLog {
         }
     }
 
+    /// The last event of one stream (its highest stream version), if it has any: the head of an
+    /// aggregate whose last event carries its whole state, read without folding the stream.
+    pub async fn read_stream_last(&self, stream: &str) -> Result<Option<Envelope>, LogError> {
+        match &self.inner.reader {
+            Reader::Sqlite(p) => sqlite::read_stream_last(p, stream).await,
+            Reader::Postgres(p) => postgres::read_stream_last(p, stream).await,
+        }
+    }
+
     /// The stream's current version (0 if it has no events yet).
     pub async fn stream_version(&self, stream: &str) -> Result<i64, LogError> {
         match &self.inner.reader {

@@ -79,6 +79,13 @@ fn migrator() -> Migrator {
             MigrationType::Simple,
             Cow::Borrowed(include_str!("../../migrations/postgres/0009_account_email_tokens.sql")),
             false,
+        ),
+        Migration::new(
+            10,
+            Cow::Borrowed("repo block revs"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/postgres/0010_repo_block_revs.sql")),
+            false,
         )]),
         ..Migrator::DEFAULT
     }
@@ -242,6 +249,15 @@ pub(crate) async fn read_stream(pool: &PgPool, stream: &str) -> Result<Vec<Envel
     let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE stream = $1 ORDER BY stream_version");
     let rows = sqlx::query(&sql).bind(stream).fetch_all(pool).await?;
     Ok(rows.iter().map(|r| envelope_from_row!(r)).collect::<Result<_, _>>()?)
+}
+
+pub(crate) async fn read_stream_last(pool: &PgPool, stream: &str) -> Result<Option<Envelope>, LogError> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE stream = $1 ORDER BY stream_version DESC LIMIT 1");
+    let row = sqlx::query(&sql).bind(stream).fetch_optional(pool).await?;
+    Ok(match row {
+        Some(r) => Some(envelope_from_row!(r)?),
+        None => None,
+    })
 }
 
 pub(crate) async fn stream_version(pool: &PgPool, stream: &str) -> Result<i64, LogError> {

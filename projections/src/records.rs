@@ -135,3 +135,13 @@ pub async fn repo_blocks(log: &EventLog, did: &str) -> Result<Vec<(String, Vec<u
         ReadPool::Postgres(p) => sqlx::query_as(&numbered(sql)).bind(did).fetch_all(p).await?,
     })
 }
+
+/// The collections `did`'s repo holds at least one record of, in name order (`describeRepo`).
+pub async fn collections(log: &EventLog, did: &str) -> Result<Vec<String>, ProjectionError> {
+    let sql = "SELECT DISTINCT collection FROM records WHERE did = ? ORDER BY collection";
+    let rows: Vec<(String,)> = match log.read_pool() {
+        ReadPool::Sqlite(p) => sqlx::query_as(sql).bind(did).fetch_all(p).await?,
+        ReadPool::Postgres(p) => sqlx::query_as(&numbered(sql)).bind(did).fetch_all(p).await?,
+    };
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}

@@ -1,6 +1,6 @@
 //! `repo_blocks` (inline): each repo's head (`repo_roots`: commit CID, rev, MST root) and every
-//! block its events carried (`repo_blocks`: did, CID, bytes — read from the events' CAR slices:
-//! commit, new MST nodes, records, covering-proof nodes). What repo reads and the next commit's
+//! block its events carried (`repo_blocks`: did, CID, bytes, and the rev that first stored it —
+//! read from the events' CAR slices: commit, new MST nodes, records, covering-proof nodes). What repo reads and the next commit's
 //! decision load; committed with the `repo.committed` / `repo.synced` events.
 //!
 //! Never computes anything: it stores what the events say. Blocks are never removed here (a
@@ -22,7 +22,7 @@ pub const PROJECTOR: Projector = Projector {
     handles: &[REPO_COMMITTED, REPO_SYNCED],
     tables: &[
         Table { name: "repo_roots", columns: &["did", "commit_cid", "rev", "data_cid"] },
-        Table { name: "repo_blocks", columns: &["did", "cid", "bytes"] },
+        Table { name: "repo_blocks", columns: &["did", "cid", "bytes", "rev"] },
     ],
     apply,
 };
@@ -43,8 +43,8 @@ fn apply<'a>(mut tx: Tx<'a>, events: &'a [&'a Envelope]) -> BoxFuture<'a, Result
             for (cid, bytes) in blocks {
                 exec(
                     &mut tx,
-                    "INSERT INTO repo_blocks (did, cid, bytes) VALUES (?, ?, ?) ON CONFLICT (did, cid) DO NOTHING",
-                    &[did.into(), cid.to_string().into(), Arg::Bytes(bytes)],
+                    "INSERT INTO repo_blocks (did, cid, bytes, rev) VALUES (?, ?, ?, ?) ON CONFLICT (did, cid) DO NOTHING",
+                    &[did.into(), cid.to_string().into(), Arg::Bytes(bytes), rev.to_string().into()],
                 )
                 .await?;
             }

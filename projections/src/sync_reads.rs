@@ -109,31 +109,35 @@ pub async fn list_repos(
     Ok(rows.into_iter().map(head).collect())
 }
 
-/// Up to `limit` of `did`'s blocks with CID strings greater than `after`, in CID-string order.
+/// Up to `limit` of `did`'s blocks with CID strings greater than `after`, in CID-string order;
+/// with `since`, only blocks first stored by a rev greater than it (`getRepo?since`).
 pub async fn blocks_page(
     log: &EventLog,
     did: &str,
     after: &str,
+    since: Option<&str>,
     limit: i64,
 ) -> Result<Vec<(String, Vec<u8>)>, ProjectionError> {
-    let sql =
-        "SELECT cid, bytes FROM repo_blocks WHERE did = ? AND cid > ? ORDER BY cid ASC LIMIT ?";
+    let sql = if since.is_some() {
+        "SELECT cid, bytes FROM repo_blocks WHERE did = ? AND cid > ? AND rev > ? ORDER BY cid ASC LIMIT ?"
+    } else {
+        "SELECT cid, bytes FROM repo_blocks WHERE did = ? AND cid > ? ORDER BY cid ASC LIMIT ?"
+    };
     Ok(match log.read_pool() {
         ReadPool::Sqlite(p) => {
-            sqlx::query_as(sql)
-                .bind(did)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(p)
-                .await?
+            let mut q = sqlx::query_as(sql).bind(did).bind(after);
+            if let Some(s) = since {
+                q = q.bind(s);
+            }
+            q.bind(limit).fetch_all(p).await?
         }
         ReadPool::Postgres(p) => {
-            sqlx::query_as(&numbered(sql))
-                .bind(did)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(p)
-                .await?
+            let sql = numbered(sql);
+            let mut q = sqlx::query_as(&sql).bind(did).bind(after);
+            if let Some(s) = since {
+                q = q.bind(s);
+            }
+            q.bind(limit).fetch_all(p).await?
         }
     })
 }
@@ -162,4 +166,34 @@ pub async fn block(
         }
     };
     Ok(row.map(|r| r.0))
+}
+
+/// Those of `cids` that `did` has stored (any order; at most a few hundred per call).
+pub async fn blocks_in(
+    log: &EventLog,
+    did: &str,
+    cids: &[String],
+) -> Result<Vec<(String, Vec<u8>)>, ProjectionError> {
+    if cids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; cids.len()].join(", ");
+    let sql = format!("SELECT cid, bytes FROM repo_blocks WHERE did = ? AND cid IN ({marks})");
+    Ok(match log.read_pool() {
+        ReadPool::Sqlite(p) => {
+            let mut q = sqlx::query_as(&sql).bind(did);
+            for c in cids {
+                q = q.bind(c);
+            }
+            q.fetch_all(p).await?
+        }
+        ReadPool::Postgres(p) => {
+            let sql = numbered(&sql);
+            let mut q = sqlx::query_as(&sql).bind(did);
+            for c in cids {
+                q = q.bind(c);
+            }
+            q.fetch_all(p).await?
+        }
+    })
 }

@@ -32,7 +32,7 @@ const NSID: &str = "com.atproto.sync.subscribeRepos";
 const END_DID: &str = "did:plc:endendendendendendendenden";
 const COLLECTION: &str = "app.bsky.feed.post";
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub(crate) type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// An event to append, as the test decided it.
 #[allow(clippy::large_enum_variant)]
@@ -244,28 +244,28 @@ async fn connect_small_buffer(server: &Server, query: &str) -> Ws {
 }
 
 /// The next message, within 30 s.
-async fn next_message(ws: &mut Ws) -> Message {
+pub(crate) async fn next_message(ws: &mut Ws) -> Message {
     match tokio::time::timeout(Duration::from_secs(30), ws.next()).await.expect("no message in time") {
         Some(Ok(m)) => m,
         other => panic!("stream ended: {other:?}"),
     }
 }
 
-fn decode(bytes: &[u8]) -> (String, BTreeMap<String, Ipld>) {
+pub(crate) fn decode(bytes: &[u8]) -> (String, BTreeMap<String, Ipld>) {
     match firehose::decode_frame(bytes).unwrap() {
         Frame::Message { t, body } => (t, body),
         Frame::Error { error, message } => panic!("error frame {error}: {message:?}"),
     }
 }
 
-fn int(body: &BTreeMap<String, Ipld>, k: &str) -> i64 {
+pub(crate) fn int(body: &BTreeMap<String, Ipld>, k: &str) -> i64 {
     match body.get(k) {
         Some(Ipld::Integer(i)) => *i as i64,
         other => panic!("{k}: {other:?}"),
     }
 }
 
-fn string<'a>(body: &'a BTreeMap<String, Ipld>, k: &str) -> &'a str {
+pub(crate) fn string<'a>(body: &'a BTreeMap<String, Ipld>, k: &str) -> &'a str {
     match body.get(k) {
         Some(Ipld::String(s)) => s,
         other => panic!("{k}: {other:?}"),
@@ -310,7 +310,7 @@ fn check_frames(name: &str, got: &[(i64, Vec<u8>)], expected: &BTreeMap<i64, Vec
 
 /// What a Sync v1.1 consumer does with `#commit` frames alone: the CAR's root is the commit, the
 /// signature verifies, `since`/`prevData` chain per repo, and the ops invert to `prevData`.
-fn check_sync_v11(frames: &[(i64, Vec<u8>)], keys: &HashMap<String, PublicKey>) -> usize {
+pub(crate) fn check_sync_v11(frames: &[(i64, Vec<u8>)], keys: &HashMap<String, PublicKey>) -> usize {
     let mut heads: HashMap<String, (String, Cid)> = HashMap::new();
     let mut inverted = 0;
     for (seq, bytes) in frames {

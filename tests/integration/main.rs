@@ -22,3 +22,4 @@ mod oauth;
 mod identity;
 mod email;
 mod blobs;
+mod repos;
