@@ -265,6 +265,7 @@ pub fn spawn_temp_blob_cleaner(
         config: Arc::new(config.clone()),
         log: log.clone(),
         appender: projections::Appender::new(log.clone()),
+        oauth: Arc::new(crate::oauth_runtime::OAuthRuntime::new(config)),
         blobstore: store,
     };
     let ctx = ctx(&state).map_err(|e| anyhow::anyhow!("{}: {}", e.error, e.message))?;
