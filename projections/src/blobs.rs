@@ -60,7 +60,10 @@ fn apply<'a>(mut tx: Tx<'a>, events: &'a [&'a Envelope]) -> BoxFuture<'a, Result
                 let blocks: HashMap<Cid, Vec<u8>> = blocks.into_iter().collect();
                 let mut dropped = BTreeSet::new();
                 for op in &c.ops {
-                    dropped.extend(take_refs(&mut tx, did, &op.path).await?);
+                    // A created path had no record, so no refs: one statement less per create.
+                    if op.action != domain::mst::OpAction::Create {
+                        dropped.extend(take_refs(&mut tx, did, &op.path).await?);
+                    }
                     let Some(cid) = op.cid else { continue };
                     let bytes = blocks.get(&cid).ok_or_else(|| fail(format!("record block {cid} not in the CAR slice")))?;
                     let record = domain::cbor::decode(bytes).map_err(|err| fail(format!("record {cid}: {err}")))?;
