@@ -8,10 +8,10 @@
 //!
 //! Randomness: salts and app passwords come from the operating system's generator.
 
-use std::sync::OnceLock;
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -55,39 +55,111 @@ fn check_len(password: &str, max: usize) -> Result<(), PasswordError> {
 }
 
 /// The production parameters: argon2id v19, m = 19456 KiB, t = 2, p = 1, 32-byte output.
-fn hasher() -> Argon2<'static> {
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::DEFAULT)
-}
+const PARAMS: Params = Params::DEFAULT;
 
 /// Hashes a new password (after [`check_new_password`]) with a fresh random salt.
 pub fn hash_password(password: &str) -> Result<String, PasswordError> {
-    hash_with(&hasher(), password, &SaltString::generate(&mut OsRng))
+    hash_with(&PARAMS, password, &SaltString::generate(&mut OsRng))
 }
 
-fn hash_with(
-    argon: &Argon2<'_>,
-    password: &str,
-    salt: &SaltString,
-) -> Result<String, PasswordError> {
-    argon
-        .hash_password(password.as_bytes(), salt)
-        .map(|h| h.to_string())
-        .map_err(|e| PasswordError::Hash(e.to_string()))
+/// argon2id v19 of `password` with `params`, as a PHC string.
+fn hash_with(params: &Params, password: &str, salt: &SaltString) -> Result<String, PasswordError> {
+    let err = |e: argon2::password_hash::Error| PasswordError::Hash(e.to_string());
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let mut salt_buf = [0u8; 64];
+    let salt_bytes = salt.as_salt().decode_b64(&mut salt_buf).map_err(err)?;
+    let output_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let output = with_memory(params.block_count(), |blocks| {
+        Output::init_with(output_len, |out| {
+            argon.hash_password_into_with_memory(password.as_bytes(), salt_bytes, out, blocks).map_err(Into::into)
+        })
+    })
+    .map_err(err)?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(err)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(phc.to_string())
 }
 
 /// True if `password` matches the argon2id PHC string `phc`. The comparison of hash outputs is
-/// constant-time; the cost is that of the parameters stored in `phc`. A malformed `phc`, or one
-/// for another algorithm, is simply `false`.
+/// constant-time (`Output`'s equality); the cost is that of the parameters stored in `phc`. A
+/// malformed `phc`, or one for another algorithm, is simply `false`.
 pub fn verify_password(password: &str, phc: &str) -> bool {
     let Ok(parsed) = PasswordHash::new(phc) else {
         return false;
     };
-    if parsed.algorithm != Algorithm::Argon2id.ident() {
+    if parsed.algorithm != Algorithm::Argon2id.ident() || parsed.version.is_some_and(|v| v != 0x13) {
         return false;
     }
-    hasher()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok()
+    let (Ok(params), Some(salt), Some(expected)) = (Params::try_from(&parsed), parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt_bytes) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let computed = with_memory(params.block_count(), |blocks| {
+        Output::init_with(expected.len(), |out| {
+            argon.hash_password_into_with_memory(password.as_bytes(), salt_bytes, out, blocks).map_err(Into::into)
+        })
+    });
+    computed.is_ok_and(|c| c == expected)
+}
+
+/// How many argon2 work areas (19 MiB each with the production parameters) the process keeps.
+///
+/// glibc does not hand a freed 19 MiB buffer back to the OS: after the first one its dynamic mmap
+/// threshold rises above that size, so later buffers come from per-thread arenas and stay there.
+/// Allocating one per hash made a server that had created 65 accounts hold ~1 GB (BENCHMARKS.md).
+/// So the work areas are allocated once and reused, and a hash waits for a free one: at most this
+/// many hashes run at once (on 2 cores more would not finish sooner anyway). Callers run hashes on
+/// blocking threads, where waiting is fine.
+const WORK_AREAS: usize = 2;
+
+struct Pool {
+    /// Free work areas, and how many exist.
+    state: Mutex<(Vec<Vec<Block>>, usize)>,
+    freed: Condvar,
+}
+
+static POOL: Pool = Pool { state: Mutex::new((Vec::new(), 0)), freed: Condvar::new() };
+
+/// Gives the work area back to the pool even if the hash panicked.
+struct Lease(Vec<Block>);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut state = POOL.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.0.push(std::mem::take(&mut self.0));
+        POOL.freed.notify_one();
+    }
+}
+
+/// Runs `f` with a work area of `blocks` argon2 blocks from the pool, waiting for one if all are
+/// in use.
+fn with_memory<R>(blocks: usize, f: impl FnOnce(&mut [Block]) -> R) -> R {
+    let mut lease = {
+        let mut state = POOL.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(area) = state.0.pop() {
+                break Lease(area);
+            }
+            if state.1 < WORK_AREAS {
+                state.1 += 1;
+                break Lease(Vec::new());
+            }
+            state = POOL.freed.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+    };
+    if lease.0.len() < blocks {
+        lease.0.resize(blocks, Block::new());
+    }
+    f(&mut lease.0[..blocks])
 }
 
 /// Spends what a real verification costs, for a login naming no account (or an account without
@@ -146,7 +218,7 @@ pub fn is_app_password_format(s: &str) -> bool {
 /// instead of running one verification per app password. App passwords are random (80 bits), so
 /// the fixed per-account salt costs nothing against guessing.
 pub fn hash_app_password(did: &str, app_password: &str) -> Result<String, PasswordError> {
-    hash_with(&hasher(), app_password, &app_password_salt(did)?)
+    hash_with(&PARAMS, app_password, &app_password_salt(did)?)
 }
 
 fn app_password_salt(did: &str) -> Result<SaltString, PasswordError> {
@@ -170,8 +242,35 @@ mod tests {
     /// from the PHC string, so the code under test is the production path.
     fn cheap_hash(password: &str) -> String {
         let params = Params::new(64, 1, 1, None).unwrap();
-        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        hash_with(&argon, password, &SaltString::generate(&mut OsRng)).unwrap()
+        hash_with(&params, password, &SaltString::generate(&mut OsRng)).unwrap()
+    }
+
+    /// Our PHC strings are the argon2 crate's own: each side verifies the other's (hashes made
+    /// before the work-area pool existed still verify).
+    #[test]
+    fn phc_strings_interoperate_with_the_argon2_crate() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(64, 1, 1, None).unwrap());
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = argon.hash_password(b"hunter2", &salt).unwrap().to_string();
+        let ours = hash_with(&Params::new(64, 1, 1, None).unwrap(), "hunter2", &salt).unwrap();
+        assert_eq!(ours, theirs);
+        assert!(verify_password("hunter2", &theirs));
+        assert!(argon.verify_password(b"hunter2", &PasswordHash::new(&ours).unwrap()).is_ok());
+        assert!(argon.verify_password(b"hunter3", &PasswordHash::new(&ours).unwrap()).is_err());
+    }
+
+    /// More hashes at once than there are work areas: every one still finishes and verifies.
+    #[test]
+    fn concurrent_hashes_share_the_work_areas() {
+        let threads: Vec<_> = (0..8)
+            .map(|i| std::thread::spawn(move || (i, cheap_hash(&format!("password {i}")))))
+            .collect();
+        for t in threads {
+            let (i, phc) = t.join().unwrap();
+            assert!(verify_password(&format!("password {i}"), &phc));
+            assert!(!verify_password(&format!("password {}", i + 1), &phc));
+        }
     }
 
     #[test]
@@ -220,12 +319,14 @@ mod tests {
             assert!(!verify_password("hunter2", phc), "{phc}");
         }
         // argon2i of the right password is refused too
+        use argon2::password_hash::PasswordHasher;
         let argon = Argon2::new(
             Algorithm::Argon2i,
             Version::V0x13,
             Params::new(64, 1, 1, None).unwrap(),
         );
-        let phc = hash_with(&argon, "hunter2", &SaltString::generate(&mut OsRng)).unwrap();
+        let phc = argon.hash_password(b"hunter2", &SaltString::generate(&mut OsRng)).unwrap().to_string();
+        assert!(phc.starts_with("$argon2i$"), "{phc}");
         assert!(!verify_password("hunter2", &phc));
     }
 
