@@ -1,9 +1,9 @@
 //! `pds verify`: rebuilds the chosen projectors into a scratch location with the same table names
 //! — SQLite: a temporary database file with the live tables' own DDL; Postgres: a scratch schema
 //! with `CREATE TABLE ... (LIKE live INCLUDING ALL)` — from the live log, then compares every table
-//! with `EXCEPT` both ways. Inline projectors are rebuilt up to the log head read at the start,
-//! catch-up projectors up to their live checkpoint. It never writes to the live database (the
-//! Postgres scratch schema aside, dropped at the end).
+//! with `EXCEPT` both ways. Inline projectors are rebuilt up to the log head, catch-up projectors up
+//! to their live checkpoint, both read at the start (and read again at the end: see [`verify`]). It
+//! never writes to the live database (the Postgres scratch schema aside, dropped at the end).
 
 use std::path::{Path, PathBuf};
 
@@ -60,20 +60,50 @@ enum Scratch {
 
 /// Rebuilds `projectors` from `log` (opened from `url`) into scratch tables and compares them
 /// with the live ones.
+///
+/// On a live server the log and the catch-up checkpoints move while this runs, so the live tables
+/// can be ahead of the positions the scratch copy was rebuilt to. A difference only counts if the
+/// live state stood still during the comparison: when the head or a checkpoint moved, the
+/// comparison is made again (at most `ATTEMPTS` times) before it is reported.
 pub async fn verify(log: &EventLog, url: &str, projectors: Vec<Projector>) -> Result<VerifyReport, ProjectionError> {
+    const ATTEMPTS: usize = 5;
+    let mut attempt = 1;
+    loop {
+        let (head, targets) = targets(log, &projectors).await?;
+        let report = verify_at(log, url, &projectors, head, &targets).await?;
+        if report.is_clean() || attempt >= ATTEMPTS || (head, targets) == self::targets(log, &projectors).await? {
+            return Ok(report);
+        }
+        attempt += 1;
+    }
+}
+
+/// The position each projector is rebuilt to: the log head for inline ones, the live checkpoint
+/// for catch-up ones.
+async fn targets(log: &EventLog, projectors: &[Projector]) -> Result<(i64, Vec<i64>), ProjectionError> {
     let head = log.head().await?.position;
     let mut targets = Vec::with_capacity(projectors.len());
-    for p in &projectors {
+    for p in projectors {
         targets.push(match p.kind {
             Kind::Inline => head,
             Kind::CatchUp => checkpoints::get(log, p.name).await?.min(head),
         });
     }
-    let mut scratch = Scratch::open(url, &projectors).await?;
+    Ok((head, targets))
+}
+
+async fn verify_at(
+    log: &EventLog,
+    url: &str,
+    projectors: &[Projector],
+    head: i64,
+    targets: &[i64],
+) -> Result<VerifyReport, ProjectionError> {
+    let mut scratch = Scratch::open(url, projectors).await?;
     let result = async {
-        let events = scratch.rebuild(log, &projectors, &targets).await?;
+        let events = scratch.rebuild(log, projectors, targets).await?;
         let mut tables = Vec::new();
-        for (p, target) in projectors.iter().zip(&targets) {
+        for (p, target) in projectors.iter().zip(targets) {
             for t in p.tables {
                 tables.push(scratch.compare(p, *target, t).await?);
             }
