@@ -489,6 +489,7 @@ async fn phase_fanout(http: &reqwest::Client, t: &Target, subs: usize, writes: u
     let connected = connected.load(Ordering::Relaxed) as usize;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut sent: HashMap<String, Instant> = HashMap::new();
+    let mut acked: HashMap<String, Instant> = HashMap::new();
     let mut write_lat = vec![];
     for n in 0..writes {
         let t0 = Instant::now();
@@ -502,7 +503,8 @@ async fn phase_fanout(http: &reqwest::Client, t: &Target, subs: usize, writes: u
         .await?;
         write_lat.push(t0.elapsed().as_secs_f64() * 1000.0);
         let rev = v["commit"]["rev"].as_str().context("commit.rev")?.to_owned();
-        sent.insert(rev, t0);
+        sent.insert(rev.clone(), t0);
+        acked.insert(rev, Instant::now());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Until every subscriber has every commit, or 15 s.
@@ -519,7 +521,19 @@ async fn phase_fanout(http: &reqwest::Client, t: &Target, subs: usize, writes: u
     let mut lags: Vec<f64> =
         got.iter().filter_map(|(rev, at)| sent.get(rev).map(|t0| at.duration_since(*t0).as_secs_f64() * 1000.0)).collect();
     lags.sort_by(f64::total_cmp);
+    // Signed: a frame can reach a subscriber before the HTTP response reaches the writer.
+    let signed_ms = |at: &Instant, ack: &Instant| {
+        if at >= ack {
+            at.duration_since(*ack).as_secs_f64() * 1000.0
+        } else {
+            -(ack.duration_since(*at).as_secs_f64() * 1000.0)
+        }
+    };
+    let mut after_ack: Vec<f64> = got.iter().filter_map(|(rev, at)| acked.get(rev).map(|ack| signed_ms(at, ack))).collect();
+    after_ack.sort_by(f64::total_cmp);
     let p = format!("fan-out {subs} subs");
+    f.insert(format!("{p} lag after ack p50"), pct(&after_ack, 0.50));
+    f.insert(format!("{p} lag after ack p99"), pct(&after_ack, 0.99));
     f.insert(format!("{p} connected"), connected as f64);
     f.insert(format!("{p} delivered"), 100.0 * lags.len() as f64 / (subs * writes) as f64);
     f.insert(format!("{p} lag p50"), pct(&lags, 0.50));
@@ -538,6 +552,14 @@ fn spawn_rss_sampler(t: &Target) -> tokio::task::JoinHandle<()> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
+}
+
+/// Moves each server's peak RSS since the last call into `peak RSS: <phase>`.
+fn take_peak(targets: &[Target], figures: &mut HashMap<&'static str, Figures>, phase: &str) {
+    for t in targets {
+        let kb = t.peak_rss_kb.swap(rss_kb(t.child.id()).unwrap_or(0), Ordering::Relaxed);
+        figures.entry(t.name).or_default().insert(format!("peak RSS: {phase}"), kb as f64 / 1024.0);
+    }
 }
 
 fn fmt(v: Option<&f64>) -> String {
@@ -575,9 +597,17 @@ fn rows(args: &Args) -> Vec<Row> {
         let p = format!("fan-out {s} subs");
         rows.push(Row { metric: format!("{p} connected"), unit: "", higher_is_better: true });
         rows.push(Row { metric: format!("{p} delivered"), unit: "%", higher_is_better: true });
-        for q in ["lag p50", "lag p99", "lag max"] {
+        for q in ["lag p50", "lag p99", "lag max", "lag after ack p50", "lag after ack p99"] {
             rows.push(Row { metric: format!("{p} {q}"), unit: "ms", higher_is_better: false });
         }
+    }
+    let mut phases: Vec<String> = vec!["createAccount".into()];
+    phases.extend(args.concurrency.iter().map(|c| format!("createRecord c={c}")));
+    phases.push("getRecord + listRecords".into());
+    phases.push("applyWrites fill + getRepo".into());
+    phases.extend(args.subscribers.iter().map(|s| format!("fan-out {s} subs")));
+    for p in phases {
+        rows.push(Row { metric: format!("peak RSS: {p}"), unit: "MB", higher_is_better: false });
     }
     rows.push(Row { metric: "peak RSS under load".into(), unit: "MB", higher_is_better: false });
     rows
@@ -611,35 +641,42 @@ async fn main() -> Result<()> {
         create_accounts(&http, t, max_c + 1).await.with_context(|| format!("{}: accounts", t.name))?;
         eprintln!("loadgen: {}: {} accounts", t.name, t.accounts.len());
     }
+    take_peak(&targets, &mut figures, "createAccount");
     for c in &args.concurrency {
         for t in &mut targets {
             let f = figures.entry(t.name).or_default();
             phase_create(&http, t, *c, args.secs, f).await.with_context(|| format!("{}: createRecord", t.name))?;
             eprintln!("loadgen: {}: createRecord c={c}: {:.0}/s", t.name, f[&format!("createRecord c={c} throughput")]);
         }
+        take_peak(&targets, &mut figures, &format!("createRecord c={c}"));
     }
     for t in &targets {
         let f = figures.entry(t.name).or_default();
         phase_reads(&http, t, args.secs, f).await.with_context(|| format!("{}: reads", t.name))?;
         eprintln!("loadgen: {}: reads done", t.name);
     }
+    take_peak(&targets, &mut figures, "getRecord + listRecords");
     for t in &targets {
         let f = figures.entry(t.name).or_default();
         phase_get_repo(&http, t, args.repo_records, f).await.with_context(|| format!("{}: getRepo", t.name))?;
         eprintln!("loadgen: {}: getRepo {:.1} MB/s", t.name, f["getRepo MB/s"]);
     }
+    take_peak(&targets, &mut figures, "applyWrites fill + getRepo");
     for s in &args.subscribers {
         for t in &targets {
             let f = figures.entry(t.name).or_default();
             phase_fanout(&http, t, *s, args.fanout_writes, f).await.with_context(|| format!("{}: fan-out", t.name))?;
             eprintln!("loadgen: {}: fan-out {s}: p50 {:.1} ms", t.name, f[&format!("fan-out {s} subs lag p50")]);
         }
+        take_peak(&targets, &mut figures, &format!("fan-out {s} subs"));
     }
     for s in samplers {
         s.abort();
     }
     for t in &targets {
-        figures.entry(t.name).or_default().insert("peak RSS under load".into(), t.peak_rss_kb.load(Ordering::Relaxed) as f64 / 1024.0);
+        let f = figures.entry(t.name).or_default();
+        let peak = f.iter().filter(|(k, _)| k.starts_with("peak RSS: ")).map(|(_, v)| *v).fold(0.0, f64::max);
+        f.insert("peak RSS under load".into(), peak);
     }
 
     // The table (markdown).
