@@ -688,7 +688,8 @@ async fn main() -> Result<()> {
     for row in rows(&args) {
         let (o, r) = (ours.get(&row.metric), reference.get(&row.metric));
         let ratio = match (o, r) {
-            (Some(o), Some(r)) if *r != 0.0 && !o.is_nan() && !r.is_nan() => format!("{:.2}", o / r),
+            // A ratio of a signed figure (lag after ack can be negative) means nothing.
+            (Some(o), Some(r)) if *r > 0.0 && *o >= 0.0 => format!("{:.2}", o / r),
             _ => "—".into(),
         };
         let better = if row.unit.is_empty() || row.unit == "%" || row.metric.contains("size") {
