@@ -167,22 +167,25 @@ async function session(step) {
   })
 
   // Every expected event, delivered and authenticated.
-  const deadline = Date.now() + waitMs
   const found = new Map()
-  for (;;) {
-    if (errors.length) throw new Error(`the firehose reported ${errors.length} error(s): ${errors.map(describeError).join('; ')}`)
-    for (const exp of expected) {
-      if (!found.has(exp.name)) {
-        const evt = received.find(exp.match)
-        if (evt) found.set(exp.name, evt)
+  await step('delivery', async () => {
+    const deadline = Date.now() + waitMs
+    for (;;) {
+      if (errors.length) throw new Error(`the firehose reported ${errors.length} error(s): ${errors.map(describeError).join('; ')}`)
+      for (const exp of expected) {
+        if (!found.has(exp.name)) {
+          const evt = received.find(exp.match)
+          if (evt) found.set(exp.name, evt)
+        }
       }
+      if (found.size === expected.length || Date.now() > deadline) break
+      await new Promise((resolve) => {
+        wake = resolve
+        setTimeout(resolve, 200)
+      })
     }
-    if (found.size === expected.length || Date.now() > deadline) break
-    await new Promise((resolve) => {
-      wake = resolve
-      setTimeout(resolve, 200)
-    })
-  }
+    return { received: received.length }
+  })
   for (const exp of expected) {
     await step(`event ${exp.name}`, async () => {
       const evt = found.get(exp.name)
