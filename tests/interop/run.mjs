@@ -2,7 +2,8 @@
 // Judges (each a subprocess printing a JSON summary of named steps, exiting non-zero at the first
 // failing step): @atproto/api AtpAgent (node/agent.mjs), @atproto/repo verifyRepoCar/verifyRecords
 // (node/sync.mjs), @atproto/identity through the PLC directory (node/identity.mjs), @atproto/sync
-// Firehose with proofs on (node/firehose.mjs), the Python atproto SDK incl.
+// Firehose with proofs on (node/firehose.mjs), @atproto/oauth-client-node through a whole OAuth
+// session with DPoP (node/oauth.mjs, on the server's public `localhost` origin), the Python atproto SDK incl.
 // FirehoseSubscribeReposClient (python/login.py, on an account this runner creates).
 // Every step a judge passed counts as passed; a judge that fails counts one failure, named
 // `<judge>: step <step>: <message>`. Output ends with `N passed, N failed`; exit 1 if N failed > 0.
@@ -71,6 +72,9 @@ const judges = [
   { name: 'sync.mjs', cmd: () => [node, ['sync.mjs'], {}, join(here, 'node')] },
   { name: 'identity.mjs', cmd: () => [node, ['identity.mjs'], {}, join(here, 'node')] },
   { name: 'firehose.mjs', cmd: () => [node, ['firehose.mjs'], {}, join(here, 'node')] },
+  // OAuth's issuer is the server's public origin (http://localhost:PORT in dev), so the client
+  // must name the server by it.
+  { name: 'oauth.mjs', cmd: () => [node, ['oauth.mjs'], { PDS_URL: pds.replace('//127.0.0.1', '//localhost') }, join(here, 'node')] },
   {
     name: 'login.py',
     setup: pythonAccount,
