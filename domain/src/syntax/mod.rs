@@ -14,7 +14,7 @@ mod formats;
 mod identifiers;
 mod language;
 
-pub use datetime::{is_valid_datetime, is_valid_datetime_syntax, Datetime};
+pub use datetime::{civil_from_days, is_valid_datetime, is_valid_datetime_syntax, Datetime};
 pub use formats::{is_valid_cid, is_valid_uri};
 pub use identifiers::{
     is_valid_at_identifier, is_valid_at_uri, is_valid_did, is_valid_handle, is_valid_nsid,
