@@ -1,6 +1,7 @@
 //! Admin `com.atproto.admin.deleteAccount`: erasure (design invariant 6). Appends
 //! `account.deleted` + `#account{deleted}` (the tombstone), then purges every earlier event of the
-//! DID's streams with `EventLog::purge_did` keeping those two, then rebuilds the read models from
+//! DID's streams — and the `oauth/<request id>` streams of its OAuth requests and sessions — with
+//! `EventLog::purge_did_and_streams` keeping those two, then rebuilds the read models from
 //! the log (`projections::replay`, one writer transaction) so that no row of the DID is left in
 //! `accounts`, `records`, `repo_blocks`, `stream_index`, `event_stats`, … and `pds verify` stays
 //! clean. The rebuild is O(log size): simple and correct for a rare operator action; a per-DID
@@ -23,7 +24,13 @@ pub async fn admin_delete_account(ctx: &Ctx, did: &str) -> Result<u64, CommandEr
     let parsed = Did::parse(did).map_err(|_| CommandError::AccountNotFound)?;
     let keep = tombstone(ctx, &parsed, did).await?;
     let blobs = projections::blobs::cids_of(ctx.log(), did).await?;
-    let purged = ctx.log().purge_did(did, &keep).await?;
+    // Its OAuth requests and sessions live in streams named by request, not by DID.
+    let oauth: Vec<String> = projections::oauth::request_ids_of(ctx.log(), did)
+        .await?
+        .iter()
+        .map(|id| domain::oauth::aggregate::stream_name(id))
+        .collect();
+    let purged = ctx.log().purge_did_and_streams(did, &oauth, &keep).await?;
     let quiet: Arc<dyn Fn(projections::replay::Progress) + Send + Sync> = Arc::new(|_| {});
     projections::replay::replay(ctx.log(), projections::all(), quiet).await?;
     crate::blob_refs::delete_erased(ctx, did, &blobs).await;

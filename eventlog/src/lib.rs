@@ -515,11 +515,18 @@ impl EventLog {
     /// tombstone, e.g. the final `#account` status event). Counters are untouched, so no position
     /// or seq is ever reused. Returns how many events were deleted.
     pub async fn purge_did(&self, did: &str, keep: &[i64]) -> Result<u64, LogError> {
+        self.purge_did_and_streams(did, &[], keep).await
+    }
+
+    /// [`EventLog::purge_did`], and also every event of the named `streams` (aggregates that are
+    /// not named by the DID but hold its data, e.g. its OAuth sessions `oauth/<request id>`).
+    pub async fn purge_did_and_streams(&self, did: &str, streams: &[String], keep: &[i64]) -> Result<u64, LogError> {
         let (reply, rx) = oneshot::channel();
         self.inner
             .jobs
             .send(writer::Job::Purge {
                 did: did.to_owned(),
+                streams: streams.to_vec(),
                 keep: keep.to_vec(),
                 reply,
             })

@@ -190,13 +190,20 @@ async fn finish(conn: &mut PgConnection, position: i64, seq: i64) -> Result<(), 
     Ok(())
 }
 
-pub(crate) async fn purge(conn: &mut PgConnection, did: &str, keep: &[i64]) -> Result<u64, LogError> {
+pub(crate) async fn purge(
+    conn: &mut PgConnection,
+    did: &str,
+    streams: &[String],
+    keep: &[i64],
+) -> Result<u64, LogError> {
     let done = sqlx::query(
-        "DELETE FROM events WHERE strpos(stream, '/') > 0 \
-         AND substr(stream, strpos(stream, '/') + 1) = $1 AND position <> ALL($2::bigint[])",
+        "DELETE FROM events WHERE (strpos(stream, '/') > 0 \
+         AND substr(stream, strpos(stream, '/') + 1) = $1 OR stream = ANY($3::text[])) \
+         AND position <> ALL($2::bigint[])",
     )
     .bind(did)
     .bind(keep)
+    .bind(streams)
     .execute(conn)
     .await?;
     Ok(done.rows_affected())

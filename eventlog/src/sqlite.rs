@@ -202,21 +202,38 @@ async fn finish(conn: &mut SqliteConnection, position: i64, seq: i64) -> Result<
         .map(|_| ())
 }
 
-pub(crate) async fn purge(conn: &mut SqliteConnection, did: &str, keep: &[i64]) -> Result<u64, LogError> {
+pub(crate) async fn purge(
+    conn: &mut SqliteConnection,
+    did: &str,
+    streams: &[String],
+    keep: &[i64],
+) -> Result<u64, LogError> {
+    use sqlx::Connection as _;
     let keep_json = format!(
         "[{}]",
         keep.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
     );
-    let done = sqlx::query(
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let mut deleted = sqlx::query(
         "DELETE FROM events WHERE substr(stream, instr(stream, '/') + 1) = ? \
          AND instr(stream, '/') > 0 \
          AND position NOT IN (SELECT value FROM json_each(?))",
     )
     .bind(did)
-    .bind(keep_json)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected())
+    .bind(&keep_json)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    for stream in streams {
+        deleted += sqlx::query("DELETE FROM events WHERE stream = ? AND position NOT IN (SELECT value FROM json_each(?))")
+            .bind(stream)
+            .bind(&keep_json)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    }
+    tx.commit().await?;
+    Ok(deleted)
 }
 
 pub(crate) async fn head(pool: &SqlitePool) -> Result<Head, LogError> {

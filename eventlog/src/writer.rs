@@ -27,6 +27,7 @@ pub(crate) enum Job {
     Append(AppendJob),
     Purge {
         did: String,
+        streams: Vec<String>,
         keep: Vec<i64>,
         reply: oneshot::Sender<Result<u64, LogError>>,
     },
@@ -88,10 +89,10 @@ pub(crate) async fn run(
             },
         };
         let first = match first {
-            Job::Purge { did, keep, reply } => {
+            Job::Purge { did, streams, keep, reply } => {
                 let r = match &mut conn {
-                    Conn::Sqlite(c, _) => sqlite::purge(c, &did, &keep).await,
-                    Conn::Postgres(c, _) => postgres::purge(c, &did, &keep).await,
+                    Conn::Sqlite(c, _) => sqlite::purge(c, &did, &streams, &keep).await,
+                    Conn::Postgres(c, _) => postgres::purge(c, &did, &streams, &keep).await,
                 };
                 if r.is_err() {
                     conn.heal().await;

@@ -112,6 +112,16 @@ async fn text(log: &EventLog, sql: &str, arg: &str) -> Result<Option<String>, Pr
     Ok(crate::sql::fetch_text(log.read_pool(), sql, &[arg.into()]).await?)
 }
 
+/// Every OAuth request (and so session) of `did`: the `oauth/<request id>` streams erasure purges.
+pub async fn request_ids_of(log: &EventLog, did: &str) -> Result<Vec<String>, ProjectionError> {
+    let sql = "SELECT request_id FROM oauth_requests WHERE did = ? ORDER BY request_id";
+    let rows: Vec<(String,)> = match log.read_pool() {
+        ReadPool::Sqlite(p) => sqlx::query_as(sql).bind(did).fetch_all(p).await?,
+        ReadPool::Postgres(p) => sqlx::query_as(&numbered(sql)).bind(did).fetch_all(p).await?,
+    };
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
 /// The request whose code hashes to `code_hash`.
 pub async fn request_by_code_hash(log: &EventLog, code_hash: &str) -> Result<Option<String>, ProjectionError> {
     text(log, "SELECT request_id FROM oauth_requests WHERE code_hash = ?", code_hash).await

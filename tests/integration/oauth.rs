@@ -669,6 +669,83 @@ async fn oauth_attacks_are_refused_postgres() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Erasure (design invariant 6) reaches OAuth: the streams are named by request, not by DID.
+
+/// Every event of the log as admin `listEvents` renders it (payloads decoded).
+async fn all_events(p: &Pds) -> Vec<Value> {
+    let r = http()
+        .get(p.server.xrpc("org.eventpds.admin.listEvents?limit=1000"))
+        .basic_auth("admin", Some(ADMIN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    body["events"].as_array().unwrap().clone()
+}
+
+/// The `oauth/…` streams whose events mention `did`.
+fn oauth_streams_of(events: &[Value], did: &str) -> std::collections::BTreeSet<String> {
+    events
+        .iter()
+        .filter(|e| e["stream"].as_str().unwrap().starts_with("oauth/") && e.to_string().contains(did))
+        .map(|e| e["stream"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn erasure(pg: Option<&PgDatabase>) {
+    let plc = PlcServer::start();
+    let data = tempfile::tempdir().unwrap();
+    let (p, env) = start_pds(data.path(), &plc, pg).await;
+    let scope = "atproto transition:generic";
+    let suffix = &domain::oauth::random_id("")[..8];
+    let (alice_handle, bob_handle) = (format!("ea{suffix}.test"), format!("eb{suffix}.test"));
+    let alice = create_account(&p, &alice_handle).await;
+    let bob = create_account(&p, &bob_handle).await;
+    let alice_tokens = login(&p, &alice_handle, scope).await;
+    let _second = login(&p, &alice_handle, scope).await;
+    let bob_tokens = login(&p, &bob_handle, scope).await;
+
+    let before = all_events(&p).await;
+    assert_eq!(oauth_streams_of(&before, &alice).len(), 2, "two sessions of alice");
+    let bob_streams = oauth_streams_of(&before, &bob);
+    assert_eq!(bob_streams.len(), 1);
+
+    let (status, body) = admin_post(&p.server, "com.atproto.admin.deleteAccount", ADMIN, json!({ "did": alice })).await;
+    assert_eq!(status, 200, "{body}");
+
+    let after = all_events(&p).await;
+    let left: Vec<&Value> = after
+        .iter()
+        .filter(|e| e.to_string().contains(&alice) && !e["stream"].as_str().unwrap().ends_with(&alice))
+        .collect();
+    assert!(left.is_empty(), "events outside the tombstone still name the erased DID: {left:?}");
+    assert!(oauth_streams_of(&after, &alice).is_empty());
+    assert_eq!(oauth_streams_of(&after, &bob), bob_streams, "another account's sessions are untouched");
+
+    // Alice's token is dead; Bob's still works.
+    let r = p.call("GET", "com.atproto.server.getSession", &alice_tokens, None).await;
+    assert_eq!(r.status, 401, "{}", r.text);
+    let r = p.call("GET", "com.atproto.server.getSession", &bob_tokens, None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["did"], bob.as_str());
+
+    crate::invites::replay_and_verify(data.path(), &env);
+}
+
+#[tokio::test]
+async fn erasure_purges_the_accounts_oauth_sessions_sqlite() {
+    erasure(None).await;
+}
+
+#[tokio::test]
+async fn erasure_purges_the_accounts_oauth_sessions_postgres() {
+    let db = PgDatabase::create().await;
+    erasure(Some(&db)).await;
+    db.drop_now().await;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Many nodes: one database, one DPoP secret, one Redis replay store.
 
 /// Starts a node on `pg` (or SQLite in `dir`) whose public URL is `https://pds.example.test` —
