@@ -73,11 +73,6 @@ async fn get_account_info(
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, XrpcError> {
     require_admin(&state, &headers)?;
-    if let Ok(Query(p)) = &q {
-        if p.contains_key("blob") {
-            return crate::blob_routes::blob_subject_status(&state, p).await;
-        }
-    }
     let did = did_param(q)?;
     let ctx = ctx(&state)?;
     let info = commands::admin_account_info(&ctx, &did).await.map_err(command_error)?.ok_or_else(not_found)?;
