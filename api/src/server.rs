@@ -60,6 +60,7 @@ pub fn router(config: Config, log: EventLog, blobstore: Arc<dyn blobstore::BlobS
         .route("/xrpc/com.atproto.server.describeServer", get(describe_server))
         .route("/xrpc/{nsid}", axum::routing::any(unknown_method))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(crate::xrpc::plain_rejections_as_xrpc))
         .layer(oauth_resource)
         .layer(oauth_nonces)
         .with_state(state)

@@ -37,3 +37,36 @@ impl IntoResponse for XrpcError {
         (self.status, Json(serde_json::json!({ "error": self.error, "message": self.message }))).into_response()
     }
 }
+
+/// Longest rejection text carried into an XRPC `message`.
+const REJECTION_MESSAGE_MAX: usize = 300;
+
+/// Middleware over every route: on `/xrpc/…`, an error that axum itself answered in plain text
+/// (an extractor's rejection — body over the size limit, wrong content type, unreadable body)
+/// becomes an XRPC error body like every other, with the same status. Handlers' own errors are
+/// already `XrpcError`s and pass through untouched.
+pub async fn plain_rejections_as_xrpc(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let xrpc = req.uri().path().starts_with("/xrpc/");
+    let res = next.run(req).await;
+    let status = res.status();
+    let plain = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !xrpc || !plain || !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let error = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "PayloadTooLarge",
+        StatusCode::UNAUTHORIZED => "AuthRequired",
+        s if s.is_server_error() => "InternalServerError",
+        _ => "InvalidRequest",
+    };
+    let text = match axum::body::to_bytes(res.into_body(), REJECTION_MESSAGE_MAX * 4).await {
+        Ok(b) => String::from_utf8_lossy(&b).chars().take(REJECTION_MESSAGE_MAX).collect(),
+        Err(_) => String::new(),
+    };
+    let message = if text.trim().is_empty() { status.canonical_reason().unwrap_or("Error").to_owned() } else { text };
+    XrpcError::new(status, error, message).into_response()
+}

@@ -77,6 +77,21 @@ async fn unknown_and_malformed_xrpc_methods_get_xrpc_errors() {
         assert_eq!(body["error"], error, "{nsid}: {body}");
         assert!(body["message"].is_string());
     }
+    // Malformed bodies are XRPC errors. (An oversized body's 413 is turned into one by
+    // `xrpc::plain_rejections_as_xrpc`; not asserted here: sending 2 MB+ races the server closing.)
+    let http = reqwest::Client::new();
+    let url = server.xrpc("com.atproto.server.createAccount");
+    let cases: [(reqwest::RequestBuilder, u16, &str); 2] = [
+        (http.post(&url).header("content-type", "application/json").body("{\"handle\": [1,"), 400, "InvalidRequest"),
+        (http.post(&url).header("content-type", "text/plain").body("{}"), 400, "InvalidRequest"),
+    ];
+    for (req, status, error) in cases {
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], error, "{body}");
+        assert!(!body["message"].as_str().unwrap().is_empty(), "{body}");
+    }
 }
 
 #[tokio::test]
