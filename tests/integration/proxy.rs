@@ -380,7 +380,7 @@ async fn streamed_upload(pg: Option<&PgDatabase>) {
     let plc = PlcServer::start();
     let up = Upstream::start(&plc);
     let s = start_pds(&plc, &up, pg, &[]).await;
-    let (did, full) = account(&s, "video.test").await;
+    let (did, full) = account(&s, "carol.test").await;
     let pid = s.child.id();
     let rss_before = memory_kib(pid, "VmRSS:");
 
@@ -508,5 +508,75 @@ async fn proxy_ssrf_guard_and_unconfigured_services_sqlite() {
 async fn proxy_ssrf_guard_and_unconfigured_services_postgres() {
     let db = PgDatabase::create().await;
     ssrf_guard(Some(&db)).await;
+    db.drop_now().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// A DPoP-authenticated GET (no query: the proof's `htu` is the path).
+async fn dpop_get(p: &crate::oauth::Pds, t: &crate::oauth::Tokens, nsid: &str, proxy: Option<&str>) -> Resp {
+    let path = format!("/xrpc/{nsid}");
+    let proof = t.key.proof("GET", &p.htu(&path), Some(&t.nonce), Some(&t.access));
+    let mut r = http().get(p.server.xrpc(nsid)).header("authorization", format!("DPoP {}", t.access)).header("DPoP", proof);
+    if let Some(v) = proxy {
+        r = r.header("atproto-proxy", v);
+    }
+    send(r).await
+}
+
+/// OAuth callers: the `rpc:` scope must name the method and `<did>#<serviceId>` of the target
+/// (by default the AppView's `#bsky_appview`, or the header's); the upstream still gets a service
+/// JWT with the bare DID, and never our DPoP token or proof.
+async fn oauth_scopes(pg: Option<&PgDatabase>) {
+    use crate::oauth::{create_account, login, url_encode, Pds};
+    let plc = PlcServer::start();
+    let up = Upstream::start(&plc);
+    let server = start_pds(&plc, &up, pg, &[]).await;
+    let public = server.url.replace("127.0.0.1", "localhost");
+    let p = Pds { server, public };
+    let did = create_account(&p, "dana.test").await;
+    let appview = format!("{}#bsky_appview", up.did);
+    let t = login(&p, "dana.test", &format!("atproto rpc:app.bsky.feed.getTimeline?aud={}", url_encode(&appview))).await;
+
+    let r = dpop_get(&p, &t, "app.bsky.feed.getTimeline", None).await;
+    let echo = r.assert_ok();
+    assert_claims(echo, &did, &up.did, "app.bsky.feed.getTimeline");
+    assert!(echo["headers"].get("dpop").is_none(), "{echo}");
+    assert!(!echo.to_string().contains(&t.access), "our OAuth token reached the upstream: {echo}");
+    let r = dpop_get(&p, &t, "app.bsky.feed.getTimeline", Some(&appview)).await;
+    assert_claims(r.assert_ok(), &did, &up.did, "app.bsky.feed.getTimeline");
+
+    let missing = |lxm: &str, aud: &str| format!("Missing required scope \"rpc:{lxm}?aud={aud}\"");
+    dpop_get(&p, &t, "app.bsky.actor.getProfile", None).await.assert_error(
+        403,
+        "ScopeMissingError",
+        &missing("app.bsky.actor.getProfile", &appview),
+    );
+    let other = format!("{}#test_svc", up.did);
+    dpop_get(&p, &t, "app.bsky.feed.getTimeline", Some(&other)).await.assert_error(
+        403,
+        "ScopeMissingError",
+        &missing("app.bsky.feed.getTimeline", &other),
+    );
+
+    // transition:generic: every method but chat's, any audience.
+    let g = login(&p, "dana.test", "atproto transition:generic").await;
+    assert_claims(dpop_get(&p, &g, "app.bsky.actor.getProfile", Some(&other)).await.assert_ok(), &did, &up.did, "app.bsky.actor.getProfile");
+    dpop_get(&p, &g, "chat.bsky.convo.listConvos", None).await.assert_error(
+        403,
+        "ScopeMissingError",
+        &missing("chat.bsky.convo.listConvos", &appview),
+    );
+}
+
+#[tokio::test]
+async fn proxy_oauth_callers_need_rpc_scopes_sqlite() {
+    oauth_scopes(None).await;
+}
+
+#[tokio::test]
+async fn proxy_oauth_callers_need_rpc_scopes_postgres() {
+    let db = PgDatabase::create().await;
+    oauth_scopes(Some(&db)).await;
     db.drop_now().await;
 }
