@@ -303,9 +303,16 @@ async fn routes_and_rules(pg: Option<&PgDatabase>) {
         r.assert_error(400, "InvalidToken", "Bad token method");
     }
     for method in [reqwest::Method::PUT, reqwest::Method::DELETE, reqwest::Method::PATCH] {
-        let r = send(http().request(method, s.xrpc("app.bsky.feed.getTimeline")).bearer_auth(&full)).await;
+        let r = send(http().request(method, s.xrpc("com.example.custom.method")).bearer_auth(&full)).await;
         r.assert_error(400, "InvalidRequest", "XRPC requests only supports GET and POST");
     }
+    // A method the lexicons know must come with its HTTP method.
+    let r = send(http().post(s.xrpc("app.bsky.feed.getTimeline")).bearer_auth(&full).json(&json!({}))).await;
+    r.assert_error(400, "InvalidRequest", "Incorrect HTTP method (POST) expected GET");
+    let r = send(get(&s, "com.atproto.moderation.createReport", &full)).await;
+    r.assert_error(400, "InvalidRequest", "Incorrect HTTP method (GET) expected POST");
+    let r = send(http().put(s.xrpc("app.bsky.feed.getTimeline")).bearer_auth(&full)).await;
+    r.assert_error(400, "InvalidRequest", "Incorrect HTTP method (PUT) expected GET");
     let app = app_password_token(&s, &full, "alice.test", "plain", false).await;
     let privileged = app_password_token(&s, &full, "alice.test", "chat", true).await;
     send(get(&s, "chat.bsky.convo.listConvos", &app)).await.assert_error(400, "InvalidToken", "Bad token method");
