@@ -256,6 +256,12 @@ async fn routes_and_rules(pg: Option<&PgDatabase>) {
     assert!(r.header("content-type").is_some_and(|t| t.starts_with("application/json")));
     assert_eq!((r.header("set-cookie"), r.header("x-upstream-secret")), (None, None));
 
+    // HEAD: the upstream's status and headers, no body.
+    let head = http().head(s.xrpc("app.bsky.feed.getTimeline")).bearer_auth(&full).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["atproto-repo-rev"], "3lecho");
+    assert!(head.bytes().await.unwrap().is_empty());
+
     // Default routing by NSID: the mod service, the report service (a POST body forwarded).
     let r = send(get(&s, "tools.ozone.moderation.queryEvents", &full)).await;
     assert_claims(r.assert_ok(), &did, MOD_DID, "tools.ozone.moderation.queryEvents");

@@ -12,7 +12,7 @@
 //! read only from a public HTTPS host (the guarded client of `ssrf.rs`), as the reference's
 //! resolver does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -175,6 +175,8 @@ pub fn service_endpoint(doc: &Value, did: &str, id: &str) -> Option<url::Url> {
 #[derive(Default)]
 pub struct DidCache {
     entries: Mutex<HashMap<String, (Instant, Value)>>,
+    /// DIDs being refreshed behind a request (one refresh at a time per DID).
+    refreshing: Mutex<HashSet<String>>,
 }
 
 /// Most documents kept; past it the cache starts over.
@@ -189,13 +191,19 @@ impl DidCache {
                 return Ok(doc);
             }
             if age < config.did_cache_max_ttl {
-                // Stale: answer with it, refresh it behind the request.
-                let (state, did) = (state.clone(), did.to_owned());
-                tokio::spawn(async move {
-                    if let Ok(Some(doc)) = fetch(&state, &did).await {
-                        state.proxy.dids.put(&did, doc);
-                    }
-                });
+                // Stale: answer with it, refresh it behind the request (once).
+                let first = self.refreshing.lock().is_ok_and(|mut r| r.insert(did.to_owned()));
+                if first {
+                    let (state, did) = (state.clone(), did.to_owned());
+                    tokio::spawn(async move {
+                        if let Ok(Some(doc)) = fetch(&state, &did).await {
+                            state.proxy.dids.put(&did, doc);
+                        }
+                        if let Ok(mut r) = state.proxy.dids.refreshing.lock() {
+                            r.remove(&did);
+                        }
+                    });
+                }
                 return Ok(doc);
             }
         }
