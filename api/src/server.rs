@@ -54,6 +54,7 @@ pub fn router(config: Config, log: EventLog, blobstore: Arc<dyn blobstore::BlobS
         .merge(crate::server_email::routes())
         .merge(crate::sync_routes::routes())
         .merge(crate::blob_routes::routes())
+        .merge(crate::plc_directory::routes(&state.config))
         .route("/", get(banner))
         .route("/robots.txt", get(robots))
         .route("/xrpc/_health", get(health))
@@ -162,8 +163,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let bind = config.bind;
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let local = listener.local_addr()?;
+    let plc = if config.embedded_plc {
+        format!("PLC directory: embedded, served at {}/did:plc:… from this database (private hostname, PDS_DID_PLC_URL unset)", config.public_url)
+    } else {
+        format!("PLC directory: {}", config.did_plc_url)
+    };
     tracing::info!(
-        "pds {VERSION} listening on http://{local} (public URL {}, {} database {}, data directory {}, secrets in {})",
+        "pds {VERSION} listening on http://{local} (public URL {}, {} database {}, data directory {}, secrets in {}, {plc})",
         config.public_url,
         log.backend(),
         redact(&config.database_url),

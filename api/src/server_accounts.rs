@@ -72,7 +72,16 @@ pub fn command_error(e: CommandError) -> XrpcError {
         CommandError::BlobTooLarge(m) => XrpcError::new(StatusCode::PAYLOAD_TOO_LARGE, "BlobTooLarge", m),
         CommandError::InvalidMimeType(m) => bad("InvalidMimeType", m),
         CommandError::InvalidBlob(m) => bad("InvalidBlob", m),
-        e @ (CommandError::Plc(_) | CommandError::Conflict(_) | CommandError::Internal(_)) => XrpcError::internal(&e),
+        // The PLC directory failed us: named, and not a 500 (nothing was changed).
+        e @ CommandError::PlcUnreachable { timeout: true, .. } => {
+            tracing::warn!(cause = %e, "PLC directory");
+            XrpcError::new(StatusCode::GATEWAY_TIMEOUT, "UpstreamTimeout", e.to_string())
+        }
+        e @ (CommandError::PlcUnreachable { .. } | CommandError::PlcRefused { .. } | CommandError::Plc(_)) => {
+            tracing::warn!(cause = %e, "PLC directory");
+            XrpcError::new(StatusCode::BAD_GATEWAY, "UpstreamFailure", e.to_string())
+        }
+        e @ (CommandError::Conflict(_) | CommandError::Internal(_)) => XrpcError::internal(&e),
     }
 }
 
@@ -87,6 +96,7 @@ pub(crate) fn ctx(state: &AppState) -> Result<Ctx, XrpcError> {
             handle_domains: &c.service_handle_domains,
             invite_required: c.invite_required,
             plc_url: &c.did_plc_url,
+            plc_embedded: c.embedded_plc,
             plc_rotation_key_hex: &c.secrets.plc_rotation_key_hex,
             key_encryption_key_hex: &c.secrets.key_encryption_key_hex,
         },
