@@ -16,6 +16,7 @@ use crate::xrpc::{Auth::*, BodyLimit, Method, Permission::*};
 
 pub mod com_atproto;
 pub mod oauth;
+pub mod plc_directory;
 pub mod org_eventpds;
 pub mod root;
 pub mod well_known;
