@@ -1,4 +1,4 @@
-//! The resource-server side of OAuth: [`layer`] runs before every XRPC handler and, when the
+//! The resource-server side of OAuth: [`authenticate`] runs before every XRPC handler and, when the
 //! request says `Authorization: DPoP <token>`, checks the DPoP proof (`ath`, nonce → 401
 //! `WWW-Authenticate: DPoP error="use_dpop_nonce"`, `jti` replay), the token (signature,
 //! audience, expiry, still the session's current token, session not revoked, account neither
@@ -10,18 +10,17 @@
 //! Never consulted for `Bearer` tokens: those stay with the legacy session verifier.
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use domain::oauth::dpop::DpopError;
 use domain::oauth::scope::{self, RepoAction, Scopes};
 use serde_json::{json, Value};
 
-use crate::oauth_routes::{check_dpop, now_ms};
+use super::dpop::{check_dpop, now_ms};
+use super::{command_error, ctx, XrpcError};
 use crate::server::AppState;
-use crate::server_accounts::ctx;
 
 const ALGS: &str = "ES256";
 /// The largest body read to find the collections of a repo write (the repo routes' limit).
@@ -72,51 +71,63 @@ fn forbidden(missing: &str) -> Response {
         .into_response()
 }
 
-pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// What [`authenticate`] leaves for after the handler.
+pub struct After {
+    /// `getSession` for a token without `account:email`: drop the email fields from the reply.
+    strip_email: bool,
+}
+
+impl After {
+    pub async fn finish(self, resp: Response) -> Response {
+        if self.strip_email {
+            without_email(resp).await
+        } else {
+            resp
+        }
+    }
+}
+
+/// When the request says `Authorization: DPoP`, verifies proof, token and key binding and checks
+/// the method's [`Permission`]; the verified [`OAuthAuth`] goes into the request's extensions.
+/// Any other request passes untouched. An `Err` is the response to send instead of the handler's.
+pub async fn authenticate(
+    state: &AppState,
+    nsid: &str,
+    permission: &Permission,
+    req: Request,
+) -> Result<(Request, After), Response> {
     let path = req.uri().path().to_owned();
-    let Some(nsid) = path.strip_prefix("/xrpc/").map(str::to_owned) else { return next.run(req).await };
-    let Some(token) = dpop_token(&req) else { return next.run(req).await };
+    let Some(token) = dpop_token(&req) else { return Ok((req, After { strip_email: false })) };
     if token.is_empty() {
-        return unauthorized("invalid_token", "Missing access token");
+        return Err(unauthorized("invalid_token", "Missing access token"));
     }
     let method = req.method().clone();
-    match check_dpop(&state, req.headers(), &method, &path, Some(&token), true).await {
+    match check_dpop(state, req.headers(), &method, &path, Some(&token), true).await {
         Ok(Some(proof)) => {
-            let ctx = match ctx(&state) {
-                Ok(c) => c,
-                Err(e) => return e.into_response(),
-            };
+            let ctx = ctx(state).map_err(IntoResponse::into_response)?;
             let access = match commands::oauth_flow::verify_oauth_access(&ctx, &token, now_ms() / 1000).await {
                 Ok(a) => a,
                 Err(commands::oauth_flow::OAuthCommandError::OAuth { description, .. }) => {
-                    return unauthorized("invalid_token", &description)
+                    return Err(unauthorized("invalid_token", &description))
                 }
                 Err(commands::oauth_flow::OAuthCommandError::Command(e)) => {
-                    return crate::server_accounts::command_error(e).into_response()
+                    return Err(command_error(e).into_response())
                 }
             };
             if access.jkt != proof.jkt {
-                return unauthorized("invalid_token", "Invalid DPoP key binding");
+                return Err(unauthorized("invalid_token", "Invalid DPoP key binding"));
             }
             let Ok(scopes) = scope::parse(&access.scope) else {
-                return unauthorized("invalid_token", "Token scope is not valid");
+                return Err(unauthorized("invalid_token", "Token scope is not valid"));
             };
-            let req = match authorize_endpoint(&state, &nsid, &scopes, req).await {
-                Ok(r) => r,
-                Err(resp) => return resp,
-            };
-            let mut req = req;
-            let sees_email = scopes.allows_account("email", false);
+            let mut req = authorize_endpoint(state, nsid, permission, &scopes, req).await?;
+            let strip_email = nsid == "com.atproto.server.getSession" && !scopes.allows_account("email", false);
             req.extensions_mut().insert(OAuthAuth { did: access.did, client_id: access.client_id, scopes });
-            let resp = next.run(req).await;
-            if nsid == "com.atproto.server.getSession" && !sees_email {
-                return without_email(resp).await;
-            }
-            resp
+            Ok((req, After { strip_email }))
         }
-        Ok(None) => unauthorized("invalid_dpop_proof", "DPoP proof required"),
-        Err(DpopError::UseNonce(m)) => unauthorized("use_dpop_nonce", m),
-        Err(DpopError::Invalid(m)) => unauthorized("invalid_dpop_proof", &m),
+        Ok(None) => Err(unauthorized("invalid_dpop_proof", "DPoP proof required")),
+        Err(DpopError::UseNonce(m)) => Err(unauthorized("use_dpop_nonce", m)),
+        Err(DpopError::Invalid(m)) => Err(unauthorized("invalid_dpop_proof", &m)),
     }
 }
 
@@ -128,7 +139,7 @@ async fn without_email(resp: Response) -> Response {
     }
     let (mut parts, body) = resp.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
-        return crate::xrpc::XrpcError::internal(&"getSession body unreadable").into_response();
+        return XrpcError::internal(&"getSession body unreadable").into_response();
     };
     let Ok(Value::Object(mut m)) = serde_json::from_slice::<Value>(&bytes) else {
         return Response::from_parts(parts, Body::from(bytes));
@@ -141,49 +152,23 @@ async fn without_email(resp: Response) -> Response {
     Response::from_parts(parts, Body::from(out))
 }
 
-/// What an endpoint needs beyond `atproto`.
-enum Need {
+/// What a method needs from an OAuth token beyond `atproto` (a column of the method table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// `atproto` alone is enough.
     Nothing,
     /// OAuth credentials are not accepted (app passwords, account deletion…).
     Refused,
+    /// `repo:<collection>?action=…` for each write in the body.
     Repo,
+    /// `blob:<mime>` for the upload's content type.
     Blob,
+    /// `account:<attr>` (`?action=manage` when true).
     Account(&'static str, bool),
+    /// `identity:<attr>`.
     Identity(&'static str),
+    /// `rpc:<nsid>?aud=<service>` (the default for methods this server does not serve itself).
     Rpc,
-}
-
-fn need(nsid: &str) -> Need {
-    match nsid {
-        "com.atproto.repo.createRecord" | "com.atproto.repo.putRecord" | "com.atproto.repo.deleteRecord" | "com.atproto.repo.applyWrites" => Need::Repo,
-        "com.atproto.repo.uploadBlob" => Need::Blob,
-        "com.atproto.server.createAppPassword"
-        | "com.atproto.server.listAppPasswords"
-        | "com.atproto.server.revokeAppPassword"
-        | "com.atproto.server.deleteAccount"
-        | "com.atproto.server.requestAccountDelete"
-        | "com.atproto.server.getAccountInviteCodes" => Need::Refused,
-        "com.atproto.server.activateAccount" | "com.atproto.server.deactivateAccount" => Need::Account("status", true),
-        "com.atproto.server.requestEmailUpdate"
-        | "com.atproto.server.updateEmail"
-        | "com.atproto.server.requestEmailConfirmation"
-        | "com.atproto.server.confirmEmail" => Need::Account("email", true),
-        "com.atproto.repo.importRepo" => Need::Account("repo", true),
-        "com.atproto.identity.updateHandle" => Need::Identity("handle"),
-        "com.atproto.identity.requestPlcOperationSignature"
-        | "com.atproto.identity.signPlcOperation"
-        | "com.atproto.identity.submitPlcOperation" => Need::Identity("*"),
-        "com.atproto.server.getSession"
-        | "com.atproto.server.describeServer"
-        | "com.atproto.server.checkAccountStatus"
-        | "com.atproto.repo.getRecord"
-        | "com.atproto.repo.listRecords"
-        | "com.atproto.repo.describeRepo"
-        | "com.atproto.identity.resolveHandle"
-        | "_health" => Need::Nothing,
-        n if n.starts_with("com.atproto.sync.") => Need::Nothing,
-        _ => Need::Rpc,
-    }
 }
 
 /// The repo writes a request body asks for: (collection, action) pairs.
@@ -221,29 +206,29 @@ fn action_name(a: RepoAction) -> &'static str {
     }
 }
 
-async fn authorize_endpoint(state: &AppState, nsid: &str, scopes: &Scopes, req: Request) -> Result<Request, Response> {
-    match need(nsid) {
-        Need::Nothing => Ok(req),
-        Need::Refused => Err((
+async fn authorize_endpoint(state: &AppState, nsid: &str, permission: &Permission, scopes: &Scopes, req: Request) -> Result<Request, Response> {
+    match *permission {
+        Permission::Nothing => Ok(req),
+        Permission::Refused => Err((
             StatusCode::FORBIDDEN,
             Json(json!({"error": "Forbidden", "message": "OAuth credentials are not supported for this endpoint"})),
         )
             .into_response()),
-        Need::Account(attr, manage) => {
+        Permission::Account(attr, manage) => {
             if scopes.allows_account(attr, manage) {
                 Ok(req)
             } else {
                 Err(forbidden(&format!("account:{attr}{}", if manage { "?action=manage" } else { "" })))
             }
         }
-        Need::Identity(attr) => {
+        Permission::Identity(attr) => {
             if scopes.allows_identity(attr) {
                 Ok(req)
             } else {
                 Err(forbidden(&format!("identity:{attr}")))
             }
         }
-        Need::Blob => {
+        Permission::Blob => {
             let mime = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("*/*").to_owned();
             if scopes.allows_blob(&mime) {
                 Ok(req)
@@ -251,7 +236,7 @@ async fn authorize_endpoint(state: &AppState, nsid: &str, scopes: &Scopes, req: 
                 Err(forbidden(&format!("blob:{mime}")))
             }
         }
-        Need::Rpc => {
+        Permission::Rpc => {
             let aud = req
                 .headers()
                 .get("atproto-proxy")
@@ -264,10 +249,10 @@ async fn authorize_endpoint(state: &AppState, nsid: &str, scopes: &Scopes, req: 
                 Err(forbidden(&format!("rpc:{nsid}?aud={aud}")))
             }
         }
-        Need::Repo => {
+        Permission::Repo => {
             let (parts, body) = req.into_parts();
             let bytes = axum::body::to_bytes(body, REPO_BODY_LIMIT).await.map_err(|_| {
-                crate::xrpc::XrpcError::invalid_request("request body too large").into_response()
+                XrpcError::invalid_request("request body too large").into_response()
             })?;
             // A malformed body is the handler's to refuse; it then asks for no write.
             let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -282,14 +267,14 @@ async fn authorize_endpoint(state: &AppState, nsid: &str, scopes: &Scopes, req: 
 }
 
 /// `auth.rs`'s hook: `None` unless the request uses the DPoP scheme; then the identity
-/// [`layer`] verified (full access: endpoint permissions were enforced there), or a refusal if it
+/// [`authenticate`] verified (full access: endpoint permissions were enforced there), or a refusal if it
 /// did not run.
-pub fn access_auth(parts: &axum::http::request::Parts) -> Option<Result<crate::auth::AccessAuth, crate::xrpc::XrpcError>> {
+pub fn access_auth(parts: &axum::http::request::Parts) -> Option<Result<super::AccessAuth, XrpcError>> {
     if !is_dpop(&parts.headers) {
         return None;
     }
     Some(match parts.extensions.get::<OAuthAuth>() {
-        Some(a) => Ok(crate::auth::AccessAuth { did: a.did.clone(), scope: domain::session_jwt::Scope::Access }),
-        None => Err(crate::xrpc::XrpcError::new(StatusCode::UNAUTHORIZED, "invalid_token", "DPoP credentials were not verified")),
+        Some(a) => Ok(super::AccessAuth { did: a.did.clone(), scope: domain::session_jwt::Scope::Access }),
+        None => Err(XrpcError::new(StatusCode::UNAUTHORIZED, "invalid_token", "DPoP credentials were not verified")),
     })
 }

@@ -21,8 +21,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use futures_util::stream;
 use serde_json::{json, Map, Value};
 
@@ -32,26 +31,11 @@ use commands::repo_tree::{self, RepoBlocks};
 use domain::mst::{Mst, MstError};
 use projections::sync_reads::{self, RepoHead};
 
-use crate::server::AppState;
-use crate::xrpc::XrpcError;
+use crate::xrpc::availability::{available, head};
+use crate::xrpc::prelude::*;
 
 const CAR_MIME: &str = "application/vnd.ipld.car";
 const PAGE: i64 = 500;
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/xrpc/com.atproto.sync.getLatestCommit",
-            get(get_latest_commit),
-        )
-        .route("/xrpc/com.atproto.sync.getRepo", get(get_repo))
-        .route("/xrpc/com.atproto.sync.getRecord", get(get_record))
-        .route("/xrpc/com.atproto.sync.getBlocks", get(get_blocks))
-        .route("/xrpc/com.atproto.sync.listRepos", get(list_repos))
-        .route("/xrpc/com.atproto.sync.getRepoStatus", get(get_repo_status))
-        .route("/xrpc/com.atproto.sync.getHead", get(get_head))
-        .route("/xrpc/com.atproto.sync.getCheckout", get(get_checkout))
-}
 
 fn bad(m: impl Into<String>) -> XrpcError {
     XrpcError::invalid_request(m)
@@ -89,40 +73,6 @@ fn did_param(p: &Params) -> Result<String, XrpcError> {
     Ok(did.to_owned())
 }
 
-fn repo_not_found(did: &str) -> XrpcError {
-    XrpcError::new(
-        StatusCode::BAD_REQUEST,
-        "RepoNotFound",
-        format!("Could not find repo for DID: {did}"),
-    )
-}
-
-async fn head(state: &AppState, did: &str) -> Result<RepoHead, XrpcError> {
-    sync_reads::repo_head(&state.log, did)
-        .await
-        .map_err(|e| internal(&e))?
-        .ok_or_else(|| repo_not_found(did))
-}
-
-/// The head of an available repo (the reference's `assertRepoAvailability`).
-pub(crate) async fn available(state: &AppState, did: &str) -> Result<RepoHead, XrpcError> {
-    let h = head(state, did).await?;
-    if h.taken_down {
-        return Err(XrpcError::new(
-            StatusCode::BAD_REQUEST,
-            "RepoTakendown",
-            format!("Repo has been takendown: {did}"),
-        ));
-    }
-    if h.deactivated {
-        return Err(XrpcError::new(
-            StatusCode::BAD_REQUEST,
-            "RepoDeactivated",
-            format!("Repo has been deactivated: {did}"),
-        ));
-    }
-    Ok(h)
-}
 
 fn status(h: &RepoHead) -> Option<&'static str> {
     if h.taken_down {
@@ -149,7 +99,7 @@ fn car_response(body: Body) -> Response {
     ([(header::CONTENT_TYPE, CAR_MIME)], body).into_response()
 }
 
-async fn get_latest_commit(
+pub async fn get_latest_commit(
     State(state): State<AppState>,
     q: Result<Query<Params>, QueryRejection>,
 ) -> Result<Json<Value>, XrpcError> {
@@ -160,7 +110,7 @@ async fn get_latest_commit(
 }
 
 /// Deprecated (`getLatestCommit` replaces it): `{root}` = the head commit CID.
-async fn get_head(
+pub async fn get_head(
     State(state): State<AppState>,
     q: Result<Query<Params>, QueryRejection>,
 ) -> Result<Json<Value>, XrpcError> {
@@ -170,7 +120,7 @@ async fn get_head(
     Ok(Json(json!({ "root": h.commit_cid })))
 }
 
-async fn get_repo_status(
+pub async fn get_repo_status(
     State(state): State<AppState>,
     q: Result<Query<Params>, QueryRejection>,
 ) -> Result<Json<Value>, XrpcError> {
@@ -187,7 +137,7 @@ async fn get_repo_status(
     Ok(Json(Value::Object(out)))
 }
 
-async fn list_repos(
+pub async fn list_repos(
     State(state): State<AppState>,
     q: Result<Query<Params>, QueryRejection>,
 ) -> Result<Json<Value>, XrpcError> {
@@ -343,7 +293,7 @@ enum RepoStream {
     Done,
 }
 
-async fn get_repo(
+pub async fn get_repo(
     State(state): State<AppState>,
     q: Result<Query<Params>, QueryRejection>,
 ) -> Result<Response, XrpcError> {
@@ -359,7 +309,7 @@ async fn get_repo(
 }
 
 /// Deprecated (`getRepo` replaces it): the whole repo as a CAR.
-async fn get_checkout(
+pub async fn get_checkout(
     State(state): State<AppState>,
     q: Result<Query<Params>, QueryRejection>,
 ) -> Result<Response, XrpcError> {
@@ -435,7 +385,7 @@ async fn repo_car(state: &AppState, did: String, since: Option<String>) -> Resul
     Ok(car_response(Body::from_stream(body)))
 }
 
-async fn get_blocks(
+pub async fn get_blocks(
     State(state): State<AppState>,
     q: Result<Query<Params>, QueryRejection>,
 ) -> Result<Response, XrpcError> {
@@ -468,7 +418,7 @@ async fn get_blocks(
     Ok(car_response(Body::from(car::write_car(&[], blocks))))
 }
 
-async fn get_record(
+pub async fn get_record(
     State(state): State<AppState>,
     q: Result<Query<Params>, QueryRejection>,
 ) -> Result<Response, XrpcError> {

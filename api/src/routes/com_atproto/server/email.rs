@@ -7,32 +7,14 @@
 //! `AuthFactorTokenRequired` and mails a sign-in code until `authFactorToken` carries it).
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use domain::account::EmailTokenPurpose;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::auth::AccessAuth;
-use crate::server::AppState;
-use crate::server_accounts::{body, command_error, ctx, JSON_LIMIT};
-use crate::server_app_passwords::require_standard_access;
-use crate::xrpc::XrpcError;
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/xrpc/com.atproto.server.requestEmailConfirmation", post(request_email_confirmation))
-        .route("/xrpc/com.atproto.server.confirmEmail", post(confirm_email))
-        .route("/xrpc/com.atproto.server.requestEmailUpdate", post(request_email_update))
-        .route("/xrpc/com.atproto.server.updateEmail", post(update_email))
-        .route("/xrpc/com.atproto.server.requestPasswordReset", post(request_password_reset))
-        .route("/xrpc/com.atproto.server.resetPassword", post(reset_password))
-        .route("/xrpc/com.atproto.server.requestAccountDelete", post(request_account_delete))
-        .route("/xrpc/com.atproto.server.deleteAccount", post(delete_account))
-        .layer(DefaultBodyLimit::max(JSON_LIMIT))
-}
+use crate::xrpc::prelude::*;
 
 fn send(state: &AppState, mail: Option<commands::Mail>) -> Result<(), XrpcError> {
     match mail {
@@ -42,7 +24,6 @@ fn send(state: &AppState, mail: Option<commands::Mail>) -> Result<(), XrpcError>
 }
 
 async fn request(state: &AppState, auth: &AccessAuth, purpose: EmailTokenPurpose) -> Result<bool, XrpcError> {
-    require_standard_access(auth)?;
     let ctx = ctx(state)?;
     let mail = commands::request_email_token(&ctx, &auth.did, purpose).await.map_err(command_error)?;
     let sent = mail.is_some();
@@ -50,17 +31,17 @@ async fn request(state: &AppState, auth: &AccessAuth, purpose: EmailTokenPurpose
     Ok(sent)
 }
 
-async fn request_email_confirmation(State(state): State<AppState>, auth: AccessAuth) -> Result<StatusCode, XrpcError> {
+pub async fn request_email_confirmation(State(state): State<AppState>, auth: AccessAuth) -> Result<StatusCode, XrpcError> {
     request(&state, &auth, EmailTokenPurpose::ConfirmEmail).await?;
     Ok(StatusCode::OK)
 }
 
-async fn request_email_update(State(state): State<AppState>, auth: AccessAuth) -> Result<Json<Value>, XrpcError> {
+pub async fn request_email_update(State(state): State<AppState>, auth: AccessAuth) -> Result<Json<Value>, XrpcError> {
     let token_required = request(&state, &auth, EmailTokenPurpose::UpdateEmail).await?;
     Ok(Json(json!({ "tokenRequired": token_required })))
 }
 
-async fn request_account_delete(State(state): State<AppState>, auth: AccessAuth) -> Result<StatusCode, XrpcError> {
+pub async fn request_account_delete(State(state): State<AppState>, auth: AccessAuth) -> Result<StatusCode, XrpcError> {
     request(&state, &auth, EmailTokenPurpose::DeleteAccount).await?;
     Ok(StatusCode::OK)
 }
@@ -71,8 +52,7 @@ struct ConfirmBody {
     token: String,
 }
 
-async fn confirm_email(State(state): State<AppState>, auth: AccessAuth, bytes: Bytes) -> Result<StatusCode, XrpcError> {
-    require_standard_access(&auth)?;
+pub async fn confirm_email(State(state): State<AppState>, auth: AccessAuth, bytes: Bytes) -> Result<StatusCode, XrpcError> {
     let b: ConfirmBody = body(&bytes)?;
     let ctx = ctx(&state)?;
     commands::confirm_email(&ctx, &auth.did, &b.email, &b.token).await.map_err(command_error)?;
@@ -87,8 +67,7 @@ struct UpdateBody {
     email_auth_factor: Option<bool>,
 }
 
-async fn update_email(State(state): State<AppState>, auth: AccessAuth, bytes: Bytes) -> Result<StatusCode, XrpcError> {
-    require_standard_access(&auth)?;
+pub async fn update_email(State(state): State<AppState>, auth: AccessAuth, bytes: Bytes) -> Result<StatusCode, XrpcError> {
     let b: UpdateBody = body(&bytes)?;
     let ctx = ctx(&state)?;
     commands::update_email(&ctx, &auth.did, &b.email, b.token.as_deref(), b.email_auth_factor).await.map_err(command_error)?;
@@ -100,7 +79,7 @@ struct ResetRequestBody {
     email: String,
 }
 
-async fn request_password_reset(State(state): State<AppState>, bytes: Bytes) -> Result<StatusCode, XrpcError> {
+pub async fn request_password_reset(State(state): State<AppState>, bytes: Bytes) -> Result<StatusCode, XrpcError> {
     let b: ResetRequestBody = body(&bytes)?;
     let ctx = ctx(&state)?;
     let mail = commands::request_password_reset(&ctx, &b.email).await.map_err(command_error)?;
@@ -114,7 +93,7 @@ struct ResetBody {
     password: String,
 }
 
-async fn reset_password(State(state): State<AppState>, bytes: Bytes) -> Result<StatusCode, XrpcError> {
+pub async fn reset_password(State(state): State<AppState>, bytes: Bytes) -> Result<StatusCode, XrpcError> {
     let b: ResetBody = body(&bytes)?;
     let ctx = ctx(&state)?;
     commands::reset_password(&ctx, &b.token, b.password).await.map_err(command_error)?;
@@ -128,7 +107,7 @@ struct DeleteBody {
     token: String,
 }
 
-async fn delete_account(State(state): State<AppState>, bytes: Bytes) -> Result<StatusCode, XrpcError> {
+pub async fn delete_account(State(state): State<AppState>, bytes: Bytes) -> Result<StatusCode, XrpcError> {
     let b: DeleteBody = body(&bytes)?;
     if !domain::syntax::is_valid_did(&b.did) {
         return Err(XrpcError::invalid_request("did must be a valid did"));

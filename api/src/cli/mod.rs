@@ -8,7 +8,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::car_tools;
+pub mod admin;
+pub mod car_tools;
+pub mod ops;
+
 use crate::config::{Config, ProcessEnv};
 
 #[derive(Parser, Debug)]
@@ -53,7 +56,7 @@ enum Command {
         #[arg(long, global = true)]
         json: bool,
         #[command(subcommand)]
-        command: crate::admin_cli::AdminCommand,
+        command: admin::AdminCommand,
     },
 }
 
@@ -130,7 +133,7 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         },
         Command::Replay { projection } => {
             let progress: &mut dyn Write = &mut *err;
-            match with_runtime(|config| async move { crate::ops::replay(&config, projection.as_deref(), progress).await }) {
+            match with_runtime(|config| async move { ops::replay(&config, projection.as_deref(), progress).await }) {
                 Ok(()) => 0,
                 Err(e) => {
                     let _ = writeln!(err, "pds replay: {e:#}");
@@ -139,7 +142,7 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             }
         }
         Command::Verify { projection } => {
-            match with_runtime(|config| async move { crate::ops::verify(&config, projection.as_deref(), out).await }) {
+            match with_runtime(|config| async move { ops::verify(&config, projection.as_deref(), out).await }) {
                 Ok(true) => 0,
                 Ok(false) => 1,
                 Err(e) => {
@@ -149,7 +152,7 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             }
         }
         Command::Events(EventsCommand::Tail { from, follow, json }) => {
-            match with_runtime(|config| async move { crate::ops::events_tail(&config, from, follow, json, out).await }) {
+            match with_runtime(|config| async move { ops::events_tail(&config, from, follow, json, out).await }) {
                 Ok(()) => 0,
                 Err(e) => {
                     let _ = writeln!(err, "pds events tail: {e:#}");
@@ -157,7 +160,7 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
                 }
             }
         }
-        Command::Admin { url, json, command } => crate::admin_cli::run(command, url, json, out, err),
+        Command::Admin { url, json, command } => admin::run(command, url, json, out, err),
         Command::Car(cmd) => {
             let (name, result) = match &cmd {
                 CarCommand::Inspect { file } => ("inspect", car_tools::inspect(file)),

@@ -10,36 +10,25 @@
 //! Only this file and `oauth_authorize_page.rs` / `oauth_resource.rs` know OAuth's wire format.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use commands::oauth_flow::{OAuthCommandError, TokenResponse};
 use domain::oauth::client::ClientMetadata;
-use domain::oauth::dpop::{self, DpopError, Proof};
+use domain::oauth::dpop::{DpopError, Proof};
 use domain::oauth::client_assertion;
 use serde_json::{json, Value};
 
-use crate::server::AppState;
-use crate::server_accounts::ctx;
+use crate::xrpc::dpop::{check_dpop, client_ip, now_ms};
+use crate::xrpc::prelude::*;
 
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 const MAX_BODY: usize = 64 * 1024;
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/.well-known/oauth-protected-resource", get(protected_resource))
-        .route("/.well-known/oauth-authorization-server", get(authorization_server))
-        .route("/oauth/jwks", get(jwks))
-        .route("/oauth/par", post(par))
-        .route("/oauth/token", post(token))
-        .route("/oauth/revoke", post(revoke))
-}
 
 /// An OAuth error response: `{"error","error_description"}`.
 #[derive(Debug)]
@@ -84,19 +73,6 @@ fn no_store(h: &mut HeaderMap) {
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-pub(crate) fn client_ip(req: &Request) -> IpAddr {
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
-}
 
 /// `DPoP-Nonce` on every OAuth response and every response to a request that carried a DPoP
 /// proof; CORS for the metadata and OAuth endpoints.
@@ -117,7 +93,7 @@ pub async fn nonce_layer(State(state): State<AppState>, req: Request, next: Next
     resp
 }
 
-async fn protected_resource(State(state): State<AppState>) -> Response {
+pub async fn protected_resource(State(state): State<AppState>) -> Response {
     let url = &state.config.public_url;
     let mut r = Json(json!({
         "resource": url,
@@ -131,7 +107,7 @@ async fn protected_resource(State(state): State<AppState>) -> Response {
     r
 }
 
-async fn authorization_server(State(state): State<AppState>) -> Response {
+pub async fn authorization_server(State(state): State<AppState>) -> Response {
     let u = &state.config.public_url;
     let mut r = Json(json!({
         "issuer": u,
@@ -169,7 +145,7 @@ async fn authorization_server(State(state): State<AppState>) -> Response {
 }
 
 /// Access tokens are HS256 and checked statefully (the reference PDS's mode): no public keys.
-async fn jwks() -> Json<Value> {
+pub async fn jwks() -> Json<Value> {
     Json(json!({"keys": []}))
 }
 
@@ -206,50 +182,6 @@ pub(crate) async fn params(req: Request) -> Result<HashMap<String, String>, OAut
     Ok(out)
 }
 
-/// Checks the request's DPoP proof (if `required`, a missing one is an error): signature,
-/// claims, nonce (→ `use_dpop_nonce`), then `jti` replay.
-pub(crate) async fn check_dpop(
-    state: &AppState,
-    headers: &HeaderMap,
-    method: &Method,
-    path: &str,
-    access_token: Option<&str>,
-    required: bool,
-) -> Result<Option<Proof>, DpopError> {
-    let mut values = headers.get_all("dpop").iter();
-    let Some(value) = values.next() else {
-        return if required { Err(DpopError::Invalid("DPoP proof required".into())) } else { Ok(None) };
-    };
-    if values.next().is_some() {
-        return Err(DpopError::Invalid("Only one DPoP header is allowed".into()));
-    }
-    let proof = value.to_str().map_err(|_| DpopError::Invalid("Malformed DPoP header".into()))?;
-    if proof.is_empty() {
-        return Err(DpopError::Invalid("Empty DPoP header".into()));
-    }
-    let url = format!("{}{path}", state.config.public_url);
-    let expect = dpop::Expect {
-        method: method.as_str(),
-        url: &url,
-        access_token,
-        now_ms: now_ms(),
-        nonces: Some(&state.oauth.nonces),
-    };
-    let p = dpop::verify(proof, &expect)?;
-    let fresh = state
-        .oauth
-        .replay
-        .unique("DPoP", &p.jti, Duration::from_secs(dpop::JTI_TTL_SECS as u64))
-        .await
-        .map_err(|e| {
-            tracing::error!(cause = %e, "DPoP replay store unavailable");
-            DpopError::Invalid("DPoP replay store unavailable".into())
-        })?;
-    if !fresh {
-        return Err(DpopError::Invalid("DPoP proof replayed".into()));
-    }
-    Ok(Some(p))
-}
 
 fn dpop_error(e: DpopError) -> OAuthError {
     match e {
@@ -327,7 +259,7 @@ fn rate_limited(state: &AppState, bucket: &'static str, ip: IpAddr) -> Result<()
     }
 }
 
-async fn par(State(state): State<AppState>, req: Request) -> Result<Response, OAuthError> {
+pub async fn par(State(state): State<AppState>, req: Request) -> Result<Response, OAuthError> {
     rate_limited(&state, "par", client_ip(&req))?;
     let headers = req.headers().clone();
     let proof = check_dpop(&state, &headers, &Method::POST, "/oauth/par", None, false).await.map_err(dpop_error)?;
@@ -368,7 +300,7 @@ fn token_json(t: TokenResponse) -> Response {
     r
 }
 
-async fn token(State(state): State<AppState>, req: Request) -> Result<Response, OAuthError> {
+pub async fn token(State(state): State<AppState>, req: Request) -> Result<Response, OAuthError> {
     rate_limited(&state, "token", client_ip(&req))?;
     let headers = req.headers().clone();
     let proof = check_dpop(&state, &headers, &Method::POST, "/oauth/token", None, true).await.map_err(dpop_error)?;
@@ -402,7 +334,7 @@ async fn token(State(state): State<AppState>, req: Request) -> Result<Response, 
     }
 }
 
-async fn revoke(State(state): State<AppState>, req: Request) -> Result<Response, OAuthError> {
+pub async fn revoke(State(state): State<AppState>, req: Request) -> Result<Response, OAuthError> {
     rate_limited(&state, "revoke", client_ip(&req))?;
     let headers = req.headers().clone();
     check_dpop(&state, &headers, &Method::POST, "/oauth/revoke", None, false).await.map_err(dpop_error)?;

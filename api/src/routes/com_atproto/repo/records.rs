@@ -7,33 +7,18 @@ use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Map, Value};
 
 use domain::cbor::Cid;
 use domain::repo::{Write, WriteResult};
 
-use crate::auth::AccessAuth;
-use crate::server::AppState;
-use crate::server_accounts::{command_error, ctx, params};
-use crate::xrpc::XrpcError;
+use crate::xrpc::prelude::*;
 
 /// The reference's JSON limit for record writes.
 pub const RECORD_JSON_LIMIT: usize = 1_000_000;
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/xrpc/com.atproto.repo.createRecord", post(create_record))
-        .route("/xrpc/com.atproto.repo.putRecord", post(put_record))
-        .route("/xrpc/com.atproto.repo.deleteRecord", post(delete_record))
-        .route("/xrpc/com.atproto.repo.applyWrites", post(apply_writes))
-        .route("/xrpc/com.atproto.repo.getRecord", get(get_record))
-        .route("/xrpc/com.atproto.repo.listRecords", get(list_records))
-        .layer(DefaultBodyLimit::max(RECORD_JSON_LIMIT))
-}
 
 fn bad(m: impl Into<String>) -> XrpcError {
     XrpcError::invalid_request(m)
@@ -151,7 +136,7 @@ fn write_json(a: &commands::AppliedWrites) -> Result<Json<Value>, XrpcError> {
     Ok(Json(Value::Object(out)))
 }
 
-async fn create_record(State(state): State<AppState>, auth: AccessAuth, bytes: Bytes) -> Result<Json<Value>, XrpcError> {
+pub async fn create_record(State(state): State<AppState>, auth: AccessAuth, bytes: Bytes) -> Result<Json<Value>, XrpcError> {
     let m = object(&bytes)?;
     let did = own_repo(&state, &auth, req_str(&m, "repo")?).await?;
     let write = Write::Create {
@@ -163,7 +148,7 @@ async fn create_record(State(state): State<AppState>, auth: AccessAuth, bytes: B
     write_json(&a)
 }
 
-async fn put_record(State(state): State<AppState>, auth: AccessAuth, bytes: Bytes) -> Result<Json<Value>, XrpcError> {
+pub async fn put_record(State(state): State<AppState>, auth: AccessAuth, bytes: Bytes) -> Result<Json<Value>, XrpcError> {
     let m = object(&bytes)?;
     let did = own_repo(&state, &auth, req_str(&m, "repo")?).await?;
     // swapRecord: absent = no condition, null = must not exist, a CID = must be that.
@@ -183,7 +168,7 @@ async fn put_record(State(state): State<AppState>, auth: AccessAuth, bytes: Byte
     write_json(&a)
 }
 
-async fn delete_record(State(state): State<AppState>, auth: AccessAuth, bytes: Bytes) -> Result<Json<Value>, XrpcError> {
+pub async fn delete_record(State(state): State<AppState>, auth: AccessAuth, bytes: Bytes) -> Result<Json<Value>, XrpcError> {
     let m = object(&bytes)?;
     let did = own_repo(&state, &auth, req_str(&m, "repo")?).await?;
     let write = Write::Delete {
@@ -199,7 +184,7 @@ const CREATE: &str = "com.atproto.repo.applyWrites#create";
 const UPDATE: &str = "com.atproto.repo.applyWrites#update";
 const DELETE: &str = "com.atproto.repo.applyWrites#delete";
 
-async fn apply_writes(State(state): State<AppState>, auth: AccessAuth, bytes: Bytes) -> Result<Json<Value>, XrpcError> {
+pub async fn apply_writes(State(state): State<AppState>, auth: AccessAuth, bytes: Bytes) -> Result<Json<Value>, XrpcError> {
     let m = object(&bytes)?;
     let did = own_repo(&state, &auth, req_str(&m, "repo")?).await?;
     let Some(Value::Array(items)) = m.get("writes") else {
@@ -269,7 +254,7 @@ async fn public_repo(state: &AppState, repo: &str) -> Result<String, XrpcError> 
     resolve(state, repo).await?.ok_or_else(|| bad(format!("Could not find repo: {repo}")))
 }
 
-async fn get_record(
+pub async fn get_record(
     State(state): State<AppState>,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, XrpcError> {
@@ -296,7 +281,7 @@ async fn get_record(
     })))
 }
 
-async fn list_records(
+pub async fn list_records(
     State(state): State<AppState>,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, XrpcError> {
@@ -340,4 +325,36 @@ async fn list_records(
     }
     out.insert("records".into(), Value::Array(records));
     Ok(Json(Value::Object(out)))
+}
+
+pub async fn describe_repo(
+    State(state): State<AppState>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<Value>, XrpcError> {
+    let p = params(q)?;
+    let repo = required(&p, "repo")?;
+    if !domain::syntax::is_valid_at_identifier(repo) {
+        return Err(XrpcError::invalid_request("repo must be a handle or a DID"));
+    }
+    let not_found = || XrpcError::invalid_request(format!("Could not find user: {repo}"));
+    let did = if repo.starts_with("did:") {
+        repo.to_owned()
+    } else {
+        projections::accounts::did_by_handle(&state.log, repo)
+            .await
+            .map_err(|e| XrpcError::internal(&e))?
+            .ok_or_else(not_found)?
+    };
+    let ctx = ctx(&state)?;
+    let account = commands::load_account_profile(&state.log, &did).await.map_err(command_error)?;
+    let account = account.live().ok_or_else(not_found)?;
+    let view = commands::account_view(&ctx, account);
+    let collections = projections::records::collections(&state.log, &did).await.map_err(|e| XrpcError::internal(&e))?;
+    Ok(Json(json!({
+        "handle": view.handle,
+        "did": view.did,
+        "didDoc": view.did_doc,
+        "collections": collections,
+        "handleIsCorrect": true,
+    })))
 }

@@ -6,27 +6,13 @@ use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::HeaderMap;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::extract::{Query, State};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::admin::require_admin;
-use crate::auth::AccessAuth;
+use crate::xrpc::prelude::*;
 use crate::event_json::rfc3339;
-use crate::server::AppState;
-use crate::server_accounts::{body, command_error, ctx, params, JSON_LIMIT};
-use crate::xrpc::XrpcError;
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/xrpc/com.atproto.server.createInviteCode", post(create_invite_code))
-        .route("/xrpc/com.atproto.server.createInviteCodes", post(create_invite_codes))
-        .route("/xrpc/com.atproto.server.getAccountInviteCodes", get(get_account_invite_codes))
-        .layer(DefaultBodyLimit::max(JSON_LIMIT))
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -35,12 +21,10 @@ struct CreateInviteCodeBody {
     for_account: Option<String>,
 }
 
-async fn create_invite_code(
+pub async fn create_invite_code(
     State(state): State<AppState>,
-    headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Json<Value>, XrpcError> {
-    require_admin(&state, &headers)?;
     let b: CreateInviteCodeBody = body(&bytes)?;
     let ctx = ctx(&state)?;
     let accounts: Vec<String> = b.for_account.into_iter().collect();
@@ -65,12 +49,10 @@ fn one() -> i64 {
     1
 }
 
-async fn create_invite_codes(
+pub async fn create_invite_codes(
     State(state): State<AppState>,
-    headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Json<Value>, XrpcError> {
-    require_admin(&state, &headers)?;
     let b: CreateInviteCodesBody = body(&bytes)?;
     let ctx = ctx(&state)?;
     let made = commands::create_invite_codes(&ctx, &state.config.hostname, b.code_count, b.use_count, &b.for_accounts)
@@ -89,13 +71,12 @@ fn flag(p: &HashMap<String, String>, name: &str, default: bool) -> Result<bool, 
     }
 }
 
-async fn get_account_invite_codes(
+pub async fn get_account_invite_codes(
     State(state): State<AppState>,
     auth: AccessAuth,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, XrpcError> {
     // Full access only, as the reference (clients read `Bad token scope` as "not with an app password").
-    crate::server_app_passwords::require_full_access(&auth)?;
     let p = params(q)?;
     let include_used = flag(&p, "includeUsed", true)?;
     // `createAvailable` is accepted; this server does not hand out codes to accounts by itself.

@@ -33,8 +33,7 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
+use axum::routing::{get, MethodRouter};
 use futures_util::StreamExt;
 use tokio::sync::{broadcast, OnceCell};
 
@@ -43,8 +42,7 @@ use domain::repo::firehose::{self, StreamError};
 use domain::repo::{RepoEvent, REPO_COMMITTED, REPO_SYNCED};
 use eventlog::{Envelope, EventLog, LogError};
 
-use crate::server::AppState;
-use crate::xrpc::XrpcError;
+use crate::xrpc::prelude::*;
 
 pub const NSID: &str = "com.atproto.sync.subscribeRepos";
 /// Reference default of `PDS_MAX_SUBSCRIPTION_BUFFER` (frames a live subscriber may lag behind).
@@ -97,14 +95,12 @@ impl Settings {
 type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
 
 /// The route, with its hub (started by the first subscriber, then kept for the router's life).
-pub fn routes_with(settings: Settings) -> Router<AppState> {
+/// The route, with its hub (started by the first subscriber, then kept for the router's life).
+pub fn route(settings: Settings) -> MethodRouter<AppState> {
     let hub: Arc<OnceCell<Hub>> = Arc::new(OnceCell::new());
-    Router::new().route(
-        &format!("/xrpc/{NSID}"),
-        get(move |state: State<AppState>, q: Params, ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>| {
-            subscribe_repos(state, q, ws, hub.clone(), settings)
-        }),
-    )
+    get(move |state: State<AppState>, q: Params, ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>| {
+        subscribe_repos(state, q, ws, hub.clone(), settings)
+    })
 }
 
 /// One live frame as the hub broadcasts it.

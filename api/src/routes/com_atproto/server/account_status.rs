@@ -3,29 +3,15 @@
 //! `checkAccountStatus` (standard access). Parses, calls `commands`, renders.
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::auth::AccessAuth;
-use crate::server::AppState;
-use crate::server_accounts::{body, command_error, ctx, JSON_LIMIT};
-use crate::server_app_passwords::{require_full_access, require_standard_access};
-use crate::xrpc::XrpcError;
+use crate::xrpc::prelude::*;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/xrpc/com.atproto.server.activateAccount", post(activate_account))
-        .route("/xrpc/com.atproto.server.deactivateAccount", post(deactivate_account))
-        .route("/xrpc/com.atproto.server.checkAccountStatus", get(check_account_status))
-        .layer(DefaultBodyLimit::max(JSON_LIMIT))
-}
-
-async fn activate_account(State(state): State<AppState>, auth: AccessAuth) -> Result<StatusCode, XrpcError> {
-    require_full_access(&auth)?;
+pub async fn activate_account(State(state): State<AppState>, auth: AccessAuth) -> Result<StatusCode, XrpcError> {
     let ctx = ctx(&state)?;
     commands::activate_account(&ctx, &auth.did).await.map_err(command_error)?;
     Ok(StatusCode::OK)
@@ -37,12 +23,11 @@ struct DeactivateBody {
     delete_after: Option<String>,
 }
 
-async fn deactivate_account(
+pub async fn deactivate_account(
     State(state): State<AppState>,
     auth: AccessAuth,
     bytes: Bytes,
 ) -> Result<StatusCode, XrpcError> {
-    require_full_access(&auth)?;
     let b: DeactivateBody = if bytes.iter().all(u8::is_ascii_whitespace) { DeactivateBody::default() } else { body(&bytes)? };
     let delete_after = match b.delete_after {
         None => None,
@@ -57,8 +42,7 @@ async fn deactivate_account(
     Ok(StatusCode::OK)
 }
 
-async fn check_account_status(State(state): State<AppState>, auth: AccessAuth) -> Result<Json<Value>, XrpcError> {
-    require_standard_access(&auth)?;
+pub async fn check_account_status(State(state): State<AppState>, auth: AccessAuth) -> Result<Json<Value>, XrpcError> {
     let ctx = ctx(&state)?;
     let s = commands::check_account_status(&ctx, &auth.did).await.map_err(command_error)?;
     let mut out = json!({

@@ -15,22 +15,15 @@ use std::collections::HashMap;
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use domain::oauth::aggregate::{Request as AuthRequest, REQUEST_URI_PREFIX};
 use domain::oauth::{b64url, ct_eq, random_id};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::oauth_routes::client_ip;
-use crate::server::AppState;
-use crate::server_accounts::ctx;
+use crate::xrpc::dpop::client_ip;
+use crate::xrpc::prelude::*;
 
 pub const DEVICE_COOKIE: &str = "oauth-device";
-
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/oauth/authorize", get(page).post(submit))
-}
 
 /// HTML-escapes text for element content and quoted attributes.
 pub fn escape(s: &str) -> String {
@@ -124,7 +117,7 @@ fn request_id_of(request_uri: &str) -> Option<&str> {
     request_uri.strip_prefix(REQUEST_URI_PREFIX)
 }
 
-async fn page(State(state): State<AppState>, Query(q): Query<HashMap<String, String>>, headers: HeaderMap) -> Response {
+pub async fn page(State(state): State<AppState>, Query(q): Query<HashMap<String, String>>, headers: HeaderMap) -> Response {
     let (Some(client_id), Some(request_uri)) = (q.get("client_id"), q.get("request_uri")) else {
         return error_page(StatusCode::BAD_REQUEST, "Invalid request", "client_id and request_uri are required");
     };
@@ -140,7 +133,7 @@ async fn page(State(state): State<AppState>, Query(q): Query<HashMap<String, Str
         Ok(None) => {
             return error_page(StatusCode::BAD_REQUEST, "Invalid request", "This authorization request is unknown, expired or already used")
         }
-        Err(e) => return crate::server_accounts::command_error(e).into_response(),
+        Err(e) => return command_error(e).into_response(),
     };
     let client_name = match state.oauth.client(client_id).await {
         Ok(m) => m.client_name.unwrap_or_else(|| client_id.clone()),
@@ -156,7 +149,7 @@ async fn page(State(state): State<AppState>, Query(q): Query<HashMap<String, Str
             return error_page(StatusCode::FORBIDDEN, "Invalid request", &description)
         }
         Err(commands::oauth_flow::OAuthCommandError::Command(e)) => {
-            return crate::server_accounts::command_error(e).into_response()
+            return command_error(e).into_response()
         }
     }
     let csrf = csrf_token(&state.config.secrets.jwt_secret, &device, request_id);
@@ -204,7 +197,7 @@ fn redirect(redirect_uri: &str, response_mode: &str, params: &[(&str, &str)]) ->
     }
 }
 
-async fn submit(State(state): State<AppState>, req: Request) -> Response {
+pub async fn submit(State(state): State<AppState>, req: Request) -> Response {
     if !state.oauth.limits.allow("authorize", client_ip(&req)) {
         return error_page(StatusCode::TOO_MANY_REQUESTS, "Too many attempts", "Too many requests; try again later");
     }
@@ -246,7 +239,7 @@ async fn submit(State(state): State<AppState>, req: Request) -> Response {
         Ok(None) => {
             return error_page(StatusCode::BAD_REQUEST, "Invalid request", "This authorization request is unknown, expired or already used")
         }
-        Err(e) => return crate::server_accounts::command_error(e).into_response(),
+        Err(e) => return command_error(e).into_response(),
     };
     let iss = state.config.public_url.clone();
     if field("action") == "deny" {
@@ -282,7 +275,7 @@ async fn submit(State(state): State<AppState>, req: Request) -> Response {
         Err(commands::oauth_flow::OAuthCommandError::OAuth { error, description }) => {
             error_page(StatusCode::BAD_REQUEST, error, &description)
         }
-        Err(commands::oauth_flow::OAuthCommandError::Command(e)) => crate::server_accounts::command_error(e).into_response(),
+        Err(commands::oauth_flow::OAuthCommandError::Command(e)) => command_error(e).into_response(),
     }
 }
 

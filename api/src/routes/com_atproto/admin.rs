@@ -7,34 +7,18 @@ use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Query, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::extract::{Query, RawQuery, State};
+use axum::http::StatusCode;
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use commands::AdminAccountInfo;
 
-use crate::admin::require_admin;
+use crate::xrpc::prelude::*;
 use crate::event_json::rfc3339;
-use crate::server::AppState;
-use crate::server_accounts::{body, command_error, ctx, JSON_LIMIT};
-use crate::xrpc::XrpcError;
 
 const REPO_REF: &str = "com.atproto.admin.defs#repoRef";
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/xrpc/com.atproto.admin.getAccountInfo", get(get_account_info))
-        .route("/xrpc/com.atproto.admin.getAccountInfos", get(get_account_infos))
-        .route("/xrpc/com.atproto.admin.getSubjectStatus", get(get_subject_status))
-        .route("/xrpc/com.atproto.admin.updateSubjectStatus", post(update_subject_status))
-        .route("/xrpc/com.atproto.admin.updateAccountPassword", post(update_account_password))
-        .route("/xrpc/com.atproto.admin.deleteAccount", post(delete_account))
-        .route("/xrpc/com.atproto.admin.updateAccountHandle", post(update_account_handle))
-        .layer(DefaultBodyLimit::max(JSON_LIMIT))
-}
 
 fn not_found() -> XrpcError {
     XrpcError::new(StatusCode::BAD_REQUEST, "AccountNotFound", "Account not found")
@@ -67,12 +51,10 @@ fn did_param(q: Result<Query<HashMap<String, String>>, QueryRejection>) -> Resul
     Ok(did.clone())
 }
 
-async fn get_account_info(
+pub async fn get_account_info(
     State(state): State<AppState>,
-    headers: HeaderMap,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, XrpcError> {
-    require_admin(&state, &headers)?;
     let did = did_param(q)?;
     let ctx = ctx(&state)?;
     let info = commands::admin_account_info(&ctx, &did).await.map_err(command_error)?.ok_or_else(not_found)?;
@@ -80,12 +62,10 @@ async fn get_account_info(
 }
 
 /// `dids` repeated in the query string (`?dids=a&dids=b`); unknown DIDs are left out.
-async fn get_account_infos(
+pub async fn get_account_infos(
     State(state): State<AppState>,
-    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, XrpcError> {
-    require_admin(&state, &headers)?;
     let mut dids = Vec::new();
     for pair in raw.unwrap_or_default().split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -135,15 +115,13 @@ fn percent_decode(v: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-async fn get_subject_status(
+pub async fn get_subject_status(
     State(state): State<AppState>,
-    headers: HeaderMap,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, XrpcError> {
-    require_admin(&state, &headers)?;
     if let Ok(Query(p)) = &q {
         if p.contains_key("blob") {
-            return crate::blob_routes::blob_subject_status(&state, p).await;
+            return self::blob_subject_status(&state, p).await;
         }
     }
     let did = did_param(q)?;
@@ -183,17 +161,15 @@ struct UpdateSubjectStatusBody {
     deactivated: Option<StatusAttr>,
 }
 
-async fn update_subject_status(
+pub async fn update_subject_status(
     State(state): State<AppState>,
-    headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Json<Value>, XrpcError> {
-    require_admin(&state, &headers)?;
     let b: UpdateSubjectStatusBody = body(&bytes)?;
     let kind = b.subject.get("$type").and_then(Value::as_str);
-    if kind == Some(crate::blob_routes::BLOB_REF) {
+    if kind == Some(self::BLOB_REF) {
         let whole: Value = body(&bytes)?;
-        return crate::blob_routes::update_blob_subject_status(&state, &whole).await;
+        return self::update_blob_subject_status(&state, &whole).await;
     }
     if kind != Some(REPO_REF) {
         return Err(XrpcError::invalid_request(format!("Invalid subject: only {REPO_REF} is supported")));
@@ -227,12 +203,10 @@ struct UpdatePasswordBody {
     password: String,
 }
 
-async fn update_account_password(
+pub async fn update_account_password(
     State(state): State<AppState>,
-    headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<StatusCode, XrpcError> {
-    require_admin(&state, &headers)?;
     let b: UpdatePasswordBody = body(&bytes)?;
     check_did(&b.did)?;
     let ctx = ctx(&state)?;
@@ -246,8 +220,7 @@ struct DeleteAccountBody {
 }
 
 /// Erasure: the tombstone `#account{deleted}` stays, every earlier event of the DID goes.
-async fn delete_account(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) -> Result<StatusCode, XrpcError> {
-    require_admin(&state, &headers)?;
+pub async fn delete_account(State(state): State<AppState>, bytes: Bytes) -> Result<StatusCode, XrpcError> {
     let b: DeleteAccountBody = body(&bytes)?;
     check_did(&b.did)?;
     let ctx = ctx(&state)?;
@@ -262,12 +235,10 @@ struct UpdateHandleBody {
 }
 
 /// The DID document first (PLC), then `#identity{handle}`.
-async fn update_account_handle(
+pub async fn update_account_handle(
     State(state): State<AppState>,
-    headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<StatusCode, XrpcError> {
-    require_admin(&state, &headers)?;
     let b: UpdateHandleBody = body(&bytes)?;
     check_did(&b.did)?;
     let ctx = ctx(&state)?;
@@ -289,4 +260,68 @@ fn check_did(did: &str) -> Result<(), XrpcError> {
     } else {
         Err(XrpcError::invalid_request("did must be a valid did"))
     }
+}
+
+fn takedown_json(reference: &Option<String>) -> Value {
+    match reference {
+        Some(r) => json!({ "applied": true, "ref": r }),
+        None => json!({ "applied": false }),
+    }
+}
+
+/// `getSubjectStatus?did=…&blob=…` (admin auth already checked).
+pub(crate) async fn blob_subject_status(state: &AppState, p: &HashMap<String, String>) -> Result<Json<Value>, XrpcError> {
+    let cid = cid_param(p, "blob")?;
+    let Some(did) = p.get("did") else {
+        return Err(bad("Must provide a did to request blob state"));
+    };
+    let ctx = ctx(state)?;
+    let status = commands::update_blob_takedown::blob_takedown_status(&ctx, did, cid).await.map_err(command_error)?;
+    let Some(reference) = status else {
+        return Err(XrpcError::new(StatusCode::BAD_REQUEST, "NotFound", "Subject not found"));
+    };
+    Ok(Json(json!({
+        "subject": { "$type": BLOB_REF, "did": did, "cid": cid },
+        "takedown": takedown_json(&reference),
+    })))
+}
+
+/// `updateSubjectStatus` with a `#repoBlobRef` subject (admin auth already checked).
+pub(crate) async fn update_blob_subject_status(state: &AppState, body: &Value) -> Result<Json<Value>, XrpcError> {
+    let subject = body.get("subject").cloned().unwrap_or(Value::Null);
+    let did = subject.get("did").and_then(Value::as_str).filter(|d| domain::syntax::is_valid_did(d));
+    let Some(did) = did else { return Err(bad("subject.did must be a valid did")) };
+    let cid = subject.get("cid").and_then(Value::as_str).filter(|c| domain::syntax::is_valid_cid(c));
+    let Some(cid) = cid else { return Err(bad("subject.cid must be a cid string")) };
+    let ctx = ctx(state)?;
+    let mut out = json!({ "subject": subject });
+    if let Some(t) = body.get("takedown").filter(|t| !t.is_null()) {
+        let Some(applied) = t.get("applied").and_then(Value::as_bool) else {
+            return Err(bad("takedown.applied must be a boolean"));
+        };
+        let reference = t.get("ref").and_then(Value::as_str).map(str::to_owned);
+        commands::update_blob_takedown::update_blob_takedown(&ctx, did, cid, applied, reference)
+            .await
+            .map_err(command_error)?;
+        let now = commands::update_blob_takedown::blob_takedown_status(&ctx, did, cid).await.map_err(command_error)?;
+        out["takedown"] = takedown_json(&now.flatten());
+    }
+    Ok(Json(out))
+}
+
+pub const BLOB_REF: &str = "com.atproto.admin.defs#repoBlobRef";
+
+fn bad(m: impl Into<String>) -> XrpcError {
+    XrpcError::invalid_request(m)
+}
+
+fn cid_param<'a>(p: &'a HashMap<String, String>, name: &str) -> Result<&'a str, XrpcError> {
+    let cid = p
+        .get(name)
+        .map(String::as_str)
+        .ok_or_else(|| bad(format!("Error: Params must have the property \"{name}\"")))?;
+    if !domain::syntax::is_valid_cid(cid) {
+        return Err(bad(format!("Error: {name} must be a cid string")));
+    }
+    Ok(cid)
 }

@@ -4,6 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use commands::CommandError;
 
 #[derive(Debug)]
 pub struct XrpcError {
@@ -69,4 +70,47 @@ pub async fn plain_rejections_as_xrpc(req: axum::extract::Request, next: axum::m
     };
     let message = if text.trim().is_empty() { status.canonical_reason().unwrap_or("Error").to_owned() } else { text };
     XrpcError::new(status, error, message).into_response()
+}
+
+/// Every command failure as the lexicon names it, with the reference's status.
+pub fn command_error(e: CommandError) -> XrpcError {
+    let bad = |name: &str, m: String| XrpcError::new(StatusCode::BAD_REQUEST, name, m);
+    match e {
+        CommandError::InvalidHandle(m) => bad("InvalidHandle", m),
+        CommandError::UnsupportedDomain(m) => bad("UnsupportedDomain", m),
+        CommandError::HandleNotAvailable(m) => bad("HandleNotAvailable", m),
+        e @ CommandError::EmailTaken(_) => bad("InvalidRequest", e.to_string()),
+        CommandError::InvalidRequest(m) => bad("InvalidRequest", m),
+        CommandError::InvalidInviteCode(m) => bad("InvalidInviteCode", m),
+        e @ CommandError::AuthenticationRequired => {
+            XrpcError::new(StatusCode::UNAUTHORIZED, "AuthenticationRequired", e.to_string())
+        }
+        e @ CommandError::AccountTakedown => XrpcError::new(StatusCode::UNAUTHORIZED, "AccountTakedown", e.to_string()),
+        CommandError::ExpiredToken(m) => bad("ExpiredToken", m),
+        CommandError::InvalidToken(m) => bad("InvalidToken", m),
+        e @ CommandError::AccountNotFound => bad("AccountNotFound", e.to_string()),
+        CommandError::InvalidSwap(m) => bad("InvalidSwap", m),
+        CommandError::RecordNotFound(m) => bad("RecordNotFound", m),
+        CommandError::RepoNotFound(m) => bad("RepoNotFound", m),
+        CommandError::ServiceAuth { name, message } => XrpcError::new(StatusCode::UNAUTHORIZED, name, message),
+        CommandError::BadExpiration(m) => bad("BadExpiration", m),
+        CommandError::Named { name, message } => bad(name, message),
+        e @ CommandError::AuthFactorTokenRequired(_) => {
+            XrpcError::new(StatusCode::UNAUTHORIZED, "AuthFactorTokenRequired", e.to_string())
+        }
+        CommandError::BlobNotFound(m) => bad("BlobNotFound", m),
+        CommandError::BlobTooLarge(m) => XrpcError::new(StatusCode::PAYLOAD_TOO_LARGE, "BlobTooLarge", m),
+        CommandError::InvalidMimeType(m) => bad("InvalidMimeType", m),
+        CommandError::InvalidBlob(m) => bad("InvalidBlob", m),
+        // The PLC directory failed us: named, and not a 500 (nothing was changed).
+        e @ CommandError::PlcUnreachable { timeout: true, .. } => {
+            tracing::warn!(cause = %e, "PLC directory");
+            XrpcError::new(StatusCode::GATEWAY_TIMEOUT, "UpstreamTimeout", e.to_string())
+        }
+        e @ (CommandError::PlcUnreachable { .. } | CommandError::PlcRefused { .. } | CommandError::Plc(_)) => {
+            tracing::warn!(cause = %e, "PLC directory");
+            XrpcError::new(StatusCode::BAD_GATEWAY, "UpstreamFailure", e.to_string())
+        }
+        e @ (CommandError::Conflict(_) | CommandError::Internal(_)) => XrpcError::internal(&e),
+    }
 }
