@@ -399,3 +399,36 @@ async fn a_refusing_directory_is_named_and_nothing_is_appended() {
     );
     assert!(server.events_of(ADMIN, "").await.is_empty(), "nothing appended");
 }
+
+/// Erasure (`com.atproto.admin.deleteAccount`) purges every stream of the DID, `plc/<did>` too:
+/// the embedded directory no longer knows it, and the read models still equal a rebuild.
+#[tokio::test]
+async fn erasure_removes_the_did_from_the_embedded_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("pds-data").display().to_string();
+    let env = [("PDS_INVITE_REQUIRED", "false"), ("PDS_ADMIN_PASSWORD", ADMIN)];
+    let server = Server::start_in(dir.path(), &env).await;
+    let body = json!({ "handle": "gone.test", "email": "gone@example.com", "password": "a good password" });
+    let (status, created) = call(reqwest::Method::POST, &server.xrpc("com.atproto.server.createAccount"), Some(&body)).await;
+    assert_eq!(status, 200, "{created}");
+    let did = created["did"].as_str().unwrap();
+    assert_eq!(call(reqwest::Method::GET, &format!("{}/{did}", server.url), None).await.0, 200);
+    let deleted = reqwest::Client::new()
+        .post(server.xrpc("com.atproto.admin.deleteAccount"))
+        .basic_auth("admin", Some(ADMIN))
+        .json(&json!({ "did": did }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    for path in ["", "/log", "/log/audit"] {
+        let (status, reply) = call(reqwest::Method::GET, &format!("{}/{did}{path}", server.url), None).await;
+        assert_eq!((status, gist(&reply)), (404, "DID not registered".to_owned()), "{path}");
+    }
+    drop(server);
+    let mut cli_env = env.to_vec();
+    cli_env.push(("PDS_DATA_DIRECTORY", data_dir.as_str()));
+    let out = pds_env(&["verify"], &cli_env);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("verify: clean"), "{stdout}");
+}
