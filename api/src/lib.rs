@@ -6,6 +6,7 @@ pub mod admin_accounts;
 pub mod admin_cli;
 pub mod auth;
 pub mod blob_routes;
+pub mod bsky_preferences;
 pub mod car_tools;
 pub mod cli;
 pub mod config;

@@ -52,7 +52,8 @@ pub struct AppliedWrites {
     pub committed: bool,
 }
 
-fn catalog() -> &'static Catalog {
+/// The embedded lexicons (`lexicon_docs.rs`), loaded once.
+pub(crate) fn catalog() -> &'static Catalog {
     static CATALOG: OnceLock<Catalog> = OnceLock::new();
     CATALOG.get_or_init(|| {
         let mut c = Catalog::new();

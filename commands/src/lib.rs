@@ -32,6 +32,7 @@ pub mod oauth_push_request;
 pub mod oauth_refresh_token;
 pub mod oauth_revoke;
 pub mod plc_client;
+pub mod put_preferences;
 pub mod refresh_session;
 pub mod resolve_did;
 pub mod repo_tree;
@@ -80,6 +81,7 @@ pub use reset_password::reset_password;
 pub use delete_account::delete_account;
 pub use sign_plc_operation::{sign_plc_operation, PlcOperationFields};
 pub use submit_plc_operation::submit_plc_operation;
+pub use put_preferences::{get_preferences, parse_put_body, put_preferences};
 
 /// What every command needs: the appender (and through it the log) and the server's settings and
 /// secrets.

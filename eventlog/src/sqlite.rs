@@ -86,6 +86,13 @@ fn migrator() -> Migrator {
             MigrationType::Simple,
             Cow::Borrowed(include_str!("../../migrations/sqlite/0010_repo_block_revs.sql")),
             false,
+        ),
+        Migration::new(
+            14,
+            Cow::Borrowed("account preferences"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/sqlite/0014_account_preferences.sql")),
+            false,
         )]),
         ..Migrator::DEFAULT
     }

@@ -13,6 +13,7 @@ pub mod event_stats;
 pub mod invites;
 pub mod oauth;
 mod projector;
+pub mod preferences;
 pub mod records;
 pub mod replay;
 pub mod repo_blocks;
@@ -34,6 +35,7 @@ pub fn all() -> Vec<Projector> {
         records::PROJECTOR,
         blobs::PROJECTOR,
         oauth::PROJECTOR,
+        preferences::PROJECTOR,
         event_stats::PROJECTOR,
     ]
 }
