@@ -19,6 +19,7 @@ pub mod oauth_routes;
 pub mod oauth_runtime;
 pub mod mail;
 pub mod ops;
+pub mod proxy;
 pub mod repo_routes;
 pub mod secrets;
 pub mod server;

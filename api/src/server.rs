@@ -1,11 +1,11 @@
 //! The HTTP server: router, state and the basic routes (`/`, `/robots.txt`, `/xrpc/_health`,
 //! `com.atproto.server.describeServer`), the admin routes (`admin.rs`), and the catch-up projection
-//! runners. Unknown XRPC methods answer `MethodNotImplemented`.
+//! runners. XRPC methods not served here go to the proxy (`proxy/`).
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::{header, Method, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -30,13 +30,16 @@ pub struct AppState {
     pub oauth: Arc<crate::oauth_runtime::OAuthRuntime>,
     /// Where blob bytes live (`blob_routes.rs`).
     pub blobstore: Arc<dyn blobstore::BlobStore>,
+    /// The proxy for every XRPC method not served here (`proxy/`).
+    pub proxy: crate::proxy::SharedProxy,
 }
 
 pub fn router(config: Config, log: EventLog, blobstore: Arc<dyn blobstore::BlobStore>) -> Router {
     let appender = projections::Appender::new(log.clone());
     let firehose = crate::firehose::Settings::from_config(&config);
     let oauth = Arc::new(crate::oauth_runtime::OAuthRuntime::new(&config));
-    let state = AppState { config: Arc::new(config), log, appender, oauth, blobstore };
+    let proxy = Arc::new(crate::proxy::Proxy::new(&config));
+    let state = AppState { config: Arc::new(config), log, appender, oauth, blobstore, proxy };
     let oauth_resource = axum::middleware::from_fn_with_state(state.clone(), crate::oauth_resource::layer);
     let oauth_nonces = axum::middleware::from_fn_with_state(state.clone(), crate::oauth_routes::nonce_layer);
     Router::new()
@@ -59,7 +62,7 @@ pub fn router(config: Config, log: EventLog, blobstore: Arc<dyn blobstore::BlobS
         .route("/robots.txt", get(robots))
         .route("/xrpc/_health", get(health))
         .route("/xrpc/com.atproto.server.describeServer", get(describe_server))
-        .route("/xrpc/{nsid}", axum::routing::any(unknown_method))
+        .route(crate::proxy::ROUTE, axum::routing::any(crate::proxy::handle))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(crate::xrpc::plain_rejections_as_xrpc))
         .layer(oauth_resource)
@@ -113,17 +116,6 @@ async fn describe_server(State(state): State<AppState>) -> Json<serde_json::Valu
         "links": links,
         "contact": contact,
     }))
-}
-
-async fn unknown_method(method: Method, req: Request) -> Response {
-    let nsid = req.uri().path().trim_start_matches("/xrpc/");
-    if !domain::syntax::is_valid_nsid(nsid) {
-        return XrpcError::invalid_request(format!("invalid xrpc path: {nsid} is not an NSID")).into_response();
-    }
-    if method != Method::GET && method != Method::POST && method != Method::HEAD {
-        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, POST")]).into_response();
-    }
-    XrpcError::method_not_implemented().into_response()
 }
 
 async fn not_found() -> XrpcError {

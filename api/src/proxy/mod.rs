@@ -1,0 +1,110 @@
+//! The proxy (reference `pipethrough.ts` `proxyHandler`): every XRPC method this server does not
+//! serve is forwarded to another service — the AppView, a labeler, a chat service, any DID with a
+//! service entry — on behalf of the signed-in account, with a short service-auth JWT signed by
+//! the account's repo key in place of our credentials.
+//!
+//! One request, in the reference's order:
+//! 1. `GET`/`HEAD`/`POST` only; the NSID from the path; `PROTECTED_METHODS` refused
+//!    (`InvalidToken` "Bad token method").
+//! 2. The target (`target.rs`): the `atproto-proxy: <did>#<serviceId>` header, resolved through
+//!    the DID document (cached), or the configured service for the NSID.
+//! 3. The caller (`service_auth.rs`): a legacy access token or an OAuth DPoP token holding
+//!    `rpc:<nsid>?aud=<did>#<serviceId>`; `PRIVILEGED_METHODS` need full access or a privileged
+//!    app password; then the service JWT (`aud` the bare DID, `lxm` the NSID, 60 s).
+//! 4. The exchange (`stream.rs`): request body and response body streamed, the reference's
+//!    header lists (`headers.rs`), its time and size limits, its error mapping; endpoints found
+//!    in DID documents must be public HTTPS (`ssrf.rs`) unless SSRF protection is off.
+//!
+//! Never forwards our own credentials (`Authorization`, `DPoP`, cookies): only the headers on the
+//! lists leave. Never buffers a body it streams (error bodies of at most the response limit are
+//! read to pass their `{error, message}` on).
+
+mod headers;
+mod service_auth;
+mod ssrf;
+mod stream;
+mod target;
+
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::config::ProxyConfig;
+use crate::server::AppState;
+use crate::xrpc::XrpcError;
+
+pub use service_auth::{PRIVILEGED_METHODS, PROTECTED_METHODS};
+
+/// The route the proxy answers: every `/xrpc/<nsid>` no local route takes.
+pub const ROUTE: &str = "/xrpc/{nsid}";
+
+/// The proxy's process state: its two HTTP clients and the service DID document cache.
+pub struct Proxy {
+    config: ProxyConfig,
+    /// Built once; a failure (no TLS backend) is reported on each proxied call.
+    clients: Result<ssrf::Clients, String>,
+    dids: target::DidCache,
+}
+
+impl Proxy {
+    pub fn new(config: &crate::config::Config) -> Proxy {
+        let clients = ssrf::Clients::new();
+        if let Err(e) = &clients {
+            tracing::error!(error = %e, "proxy: cannot build the HTTP clients; proxied calls will fail");
+        }
+        Proxy { config: config.proxy.clone(), clients, dids: target::DidCache::default() }
+    }
+}
+
+/// Whether `req` was routed to the proxy (the OAuth layer leaves the `rpc:` check of such
+/// requests to [`handle`], which knows the audience).
+pub fn handles(req: &Request) -> bool {
+    req.extensions().get::<MatchedPath>().is_some_and(|m| m.as_str() == ROUTE)
+}
+
+/// The fallback for `/xrpc/<nsid>`: forward it, or answer the XRPC error that says why not.
+pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
+    match forward(&state, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn forward(state: &AppState, req: Request) -> Result<Response, XrpcError> {
+    let nsid = req.uri().path().trim_start_matches("/xrpc/").to_owned();
+    if !domain::syntax::is_valid_nsid(&nsid) {
+        return Err(XrpcError::invalid_request(format!("invalid xrpc path: {nsid} is not an NSID")));
+    }
+    let method = req.method().clone();
+    if method != Method::GET && method != Method::HEAD && method != Method::POST {
+        return Err(XrpcError::invalid_request("XRPC requests only supports GET and POST"));
+    }
+    if service_auth::is_protected(&nsid) {
+        return Err(service_auth::bad_token_method());
+    }
+    let proxy = &state.proxy;
+    let target = target::resolve(state, &proxy.config, &proxy.dids, req.headers(), &nsid).await?;
+    let (mut parts, body) = req.into_parts();
+    let caller = service_auth::authenticate(state, &mut parts, &nsid, &target.scope_aud()).await?;
+    let jwt = service_auth::service_jwt(state, &caller, &target.did, &nsid).await?;
+    let outbound = headers::request_headers(&parts.headers, method == Method::POST, &jwt)?;
+    let clients = proxy.clients.as_ref().map_err(|e| XrpcError::internal(e))?;
+    let client = clients.for_target(&proxy.config, &target)?;
+    let url = target.url_for(&parts.uri)?;
+    let body = (method == Method::POST).then_some(body);
+    stream::exchange(client, &proxy.config, method, url, outbound, body).await
+}
+
+/// Errors of the exchange, as the reference names them.
+pub(crate) fn upstream_failure(message: impl Into<String>) -> XrpcError {
+    XrpcError::new(StatusCode::BAD_GATEWAY, "UpstreamFailure", message)
+}
+
+pub(crate) fn upstream_timeout(message: impl Into<String>) -> XrpcError {
+    XrpcError::new(StatusCode::GATEWAY_TIMEOUT, "UpstreamTimeout", message)
+}
+
+/// Shared handle, for `AppState`.
+pub type SharedProxy = Arc<Proxy>;
