@@ -252,7 +252,7 @@ async fn authorize_endpoint(state: &AppState, nsid: &str, scopes: &Scopes, req: 
             }
         }
         // A proxied call's audience is its target's, which the proxy resolves and checks.
-        Need::Rpc if crate::proxy::handles(&req) => Ok(req),
+        Need::Rpc if crate::proxy::handles(&req) || crate::app_bsky::checks_own_rpc(nsid) => Ok(req),
         Need::Rpc => {
             let aud = req
                 .headers()

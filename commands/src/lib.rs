@@ -497,3 +497,10 @@ pub(crate) fn email_token_error(e: account::AccountError) -> CommandError {
         e => account_error(e),
     }
 }
+
+/// A procedure's JSON input checked against its lexicon (the embedded catalog): anything else is
+/// `InvalidRequest` naming where (`Input/preferences/1 …`).
+pub fn validate_input(nsid: &str, body: &serde_json::Value) -> Result<(), CommandError> {
+    let data = domain::json::json_to_ipld(body).map_err(|e| CommandError::InvalidRequest(format!("Input: {e}")))?;
+    apply_writes::catalog().validate_input(nsid, &data).map_err(|e| CommandError::InvalidRequest(e.to_string()))
+}

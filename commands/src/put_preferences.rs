@@ -23,10 +23,7 @@ fn pref_error(e: PreferencesError) -> CommandError {
 
 /// The body's preferences: a lexicon-valid `putPreferences` input whose items all have a `$type`.
 pub fn parse_put_body(body: &serde_json::Value) -> Result<Vec<Preference>, CommandError> {
-    let data = domain::json::json_to_ipld(body).map_err(|e| CommandError::InvalidRequest(format!("Input: {e}")))?;
-    crate::apply_writes::catalog()
-        .validate_input(PUT_NSID, &data)
-        .map_err(|e| CommandError::InvalidRequest(e.to_string()))?;
+    crate::validate_input(PUT_NSID, body)?;
     let items = body.get("preferences").and_then(|p| p.as_array()).map(Vec::as_slice).unwrap_or_default();
     items.iter().map(|v| Preference::from_value(v).map_err(pref_error)).collect()
 }

@@ -89,9 +89,9 @@ fn migrator() -> Migrator {
         ),
         Migration::new(
             14,
-            Cow::Borrowed("account preferences"),
+            Cow::Borrowed("bsky app: account preferences, records by rev"),
             MigrationType::Simple,
-            Cow::Borrowed(include_str!("../../migrations/postgres/0014_account_preferences.sql")),
+            Cow::Borrowed(include_str!("../../migrations/postgres/0014_bsky_app.sql")),
             false,
         )]),
         ..Migrator::DEFAULT
