@@ -25,3 +25,4 @@ mod blobs;
 mod repos;
 mod preferences;
 mod proxy;
+mod bsky_app;
