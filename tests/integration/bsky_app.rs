@@ -232,7 +232,7 @@ async fn bsky_app_flow(pg: Option<&PgDatabase>) {
     assert_lag(&author);
 
     let likes = get(s, &format!("app.bsky.feed.getActorLikes?actor={did}"), t).await;
-    assert_eq!(uris(&likes.body), [p1.clone()], "likes get no posts inserted");
+    assert_eq!(uris(&likes.body), std::slice::from_ref(&p1), "likes get no posts inserted");
     assert_eq!(likes.body["feed"][0]["post"]["author"]["displayName"], "Alice v2");
 
     let profile = get(s, &format!("app.bsky.actor.getProfile?actor={did}"), t).await;
