@@ -52,8 +52,8 @@ pub struct AppliedWrites {
     pub committed: bool,
 }
 
-/// The embedded lexicons (`lexicon_docs.rs`), loaded once.
-pub(crate) fn catalog() -> &'static Catalog {
+/// The lexicons embedded in the binary (also what the proxy checks HTTP methods against).
+pub fn catalog() -> &'static Catalog {
     static CATALOG: OnceLock<Catalog> = OnceLock::new();
     CATALOG.get_or_init(|| {
         let mut c = Catalog::new();

@@ -274,6 +274,10 @@ async fn routes_and_rules(pg: Option<&PgDatabase>) {
     let r = send(get(&s, "com.example.custom.method", &full).header("atproto-proxy", format!("{}#test_svc", up.did))).await;
     assert_claims(r.assert_ok(), &did, &up.did, "com.example.custom.method");
 
+    // The document was read once for all those calls (cached).
+    let stats: Value = http().get(format!("{}/stats", up.url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(stats["didFetches"], 1, "{stats}");
+
     // Bad headers and unresolvable targets: the reference's errors.
     let bad = |v: String| get(&s, "app.bsky.actor.getProfile", &full).header("atproto-proxy", v);
     let cases = [
@@ -303,9 +307,16 @@ async fn routes_and_rules(pg: Option<&PgDatabase>) {
         r.assert_error(400, "InvalidToken", "Bad token method");
     }
     for method in [reqwest::Method::PUT, reqwest::Method::DELETE, reqwest::Method::PATCH] {
-        let r = send(http().request(method, s.xrpc("app.bsky.feed.getTimeline")).bearer_auth(&full)).await;
+        let r = send(http().request(method, s.xrpc("com.example.custom.method")).bearer_auth(&full)).await;
         r.assert_error(400, "InvalidRequest", "XRPC requests only supports GET and POST");
     }
+    // A method the lexicons know must come with its HTTP method.
+    let r = send(http().post(s.xrpc("app.bsky.feed.getTimeline")).bearer_auth(&full).json(&json!({}))).await;
+    r.assert_error(400, "InvalidRequest", "Incorrect HTTP method (POST) expected GET");
+    let r = send(get(&s, "com.atproto.moderation.createReport", &full)).await;
+    r.assert_error(400, "InvalidRequest", "Incorrect HTTP method (GET) expected POST");
+    let r = send(http().put(s.xrpc("app.bsky.feed.getTimeline")).bearer_auth(&full)).await;
+    r.assert_error(400, "InvalidRequest", "Incorrect HTTP method (PUT) expected GET");
     let app = app_password_token(&s, &full, "alice.test", "plain", false).await;
     let privileged = app_password_token(&s, &full, "alice.test", "chat", true).await;
     send(get(&s, "chat.bsky.convo.listConvos", &app)).await.assert_error(400, "InvalidToken", "Bad token method");
@@ -469,7 +480,7 @@ async fn garbage_listener() -> u16 {
 
 /// SSRF protection on (not dev mode's default): DID-document endpoints must be public HTTPS;
 /// configured services are trusted as written; no AppView configured → the reference's error; an
-/// upstream speaking garbage → 502.
+/// upstream speaking garbage → 502; a DID cache with no TTL reads the document every time.
 async fn ssrf_guard(pg: Option<&PgDatabase>) {
     let plc = PlcServer::start();
     let up = Upstream::start(&plc);
@@ -483,6 +494,8 @@ async fn ssrf_guard(pg: Option<&PgDatabase>) {
             ("PDS_BSKY_APP_VIEW_URL", ""),
             ("PDS_BSKY_APP_VIEW_DID", ""),
             ("PDS_REPORT_SERVICE_URL", garbage.as_str()),
+            ("PDS_DID_CACHE_STALE_TTL", "0"),
+            ("PDS_DID_CACHE_MAX_TTL", "0"),
         ],
     )
     .await;
@@ -495,6 +508,9 @@ async fn ssrf_guard(pg: Option<&PgDatabase>) {
     // trusted.
     assert_claims(send(via("atproto_labeler")).await.assert_ok(), &did, &up.did, "app.bsky.actor.getProfile");
     assert_claims(send(get(&s, "tools.ozone.team.listMembers", &full)).await.assert_ok(), &did, MOD_DID, "tools.ozone.team.listMembers");
+    // No caching here (both TTLs 0): each of the three header calls read the document.
+    let stats: Value = http().get(format!("{}/stats", up.url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(stats["didFetches"], 3, "{stats}");
     let r = send(http().post(s.xrpc("com.atproto.moderation.createReport")).bearer_auth(&full).json(&json!({}))).await;
     r.assert_error(502, "UpstreamFailure", "Upstream service unreachable");
 }

@@ -4,8 +4,9 @@
 //! the account's repo key in place of our credentials.
 //!
 //! One request, in the reference's order:
-//! 1. `GET`/`HEAD`/`POST` only; the NSID from the path; `PROTECTED_METHODS` refused
-//!    (`InvalidToken` "Bad token method").
+//! 1. The NSID from the path; a method the embedded lexicons know must come with its HTTP method
+//!    ("Incorrect HTTP method (POST) expected GET"); else `GET`/`HEAD`/`POST` only;
+//!    `PROTECTED_METHODS` refused (`InvalidToken` "Bad token method").
 //! 2. The target (`target.rs`): the `atproto-proxy: <did>#<serviceId>` header, resolved through
 //!    the DID document (cached), or the configured service for the NSID.
 //! 3. The caller (`service_auth.rs`): a legacy access token or an OAuth DPoP token holding
@@ -92,6 +93,7 @@ pub async fn forward_as(state: &AppState, req: Request, jwt_for: Option<JwtFor>)
         return Err(XrpcError::invalid_request(format!("invalid xrpc path: {nsid} is not an NSID")));
     }
     let method = req.method().clone();
+    check_lexicon_method(&nsid, &method)?;
     if method != Method::GET && method != Method::HEAD && method != Method::POST {
         return Err(XrpcError::invalid_request("XRPC requests only supports GET and POST"));
     }
@@ -110,6 +112,21 @@ pub async fn forward_as(state: &AppState, req: Request, jwt_for: Option<JwtFor>)
     let url = target.url_for(&parts.uri)?;
     let body = (method == Method::POST).then_some(body);
     stream::exchange(client, &proxy.config, method, url, outbound, body).await
+}
+
+/// A method the embedded lexicons know is called with its HTTP method: `GET` for a query, `POST`
+/// for a procedure (reference `xrpc-server` catch-all, before the proxy handler).
+fn check_lexicon_method(nsid: &str, method: &Method) -> Result<(), XrpcError> {
+    use domain::lexicon::Def;
+    let expected = match commands::apply_writes::catalog().get(nsid).and_then(|d| d.main()) {
+        Some(Def::Query(_)) => Method::GET,
+        Some(Def::Procedure(_)) => Method::POST,
+        _ => return Ok(()),
+    };
+    if *method != expected {
+        return Err(XrpcError::invalid_request(format!("Incorrect HTTP method ({method}) expected {expected}")));
+    }
+    Ok(())
 }
 
 /// Errors of the exchange, as the reference names them.

@@ -235,7 +235,8 @@ mod tests {
 
     #[test]
     fn header_forms_and_the_reference_messages() {
-        let cases: [(&str, Result<(&str, &str), &str>); 8] = [
+        type Case<'a> = (&'a str, Result<(&'a str, &'a str), &'a str>);
+        let cases: [Case; 8] = [
             ("did:web:api.bsky.app#bsky_appview", Ok(("did:web:api.bsky.app", "bsky_appview"))),
             ("did:plc:abc#atproto_labeler", Ok(("did:plc:abc", "atproto_labeler"))),
             ("#bsky_appview", Err("no did specified in proxy header")),

@@ -22,7 +22,7 @@
 //   big           `size` bytes, chunked (no content-length)
 //   big-declared  `size` bytes with content-length
 // Uploads (POST) also record their progress under `upload=<id>`: GET /progress?id=<id> answers
-// {bytes, chunks} while the body is still arriving.
+// {bytes, chunks} while the body is still arriving. GET /stats: {didFetches} (DID document reads).
 import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { IdResolver } from '@atproto/identity'
@@ -149,7 +149,12 @@ const server = createServer([], {
   },
 })
 
-server.router.get('/.well-known/did.json', (_req, res) => res.json(didDocument))
+let didFetches = 0
+server.router.get('/.well-known/did.json', (_req, res) => {
+  didFetches += 1
+  res.json(didDocument)
+})
+server.router.get('/stats', (_req, res) => res.json({ didFetches }))
 server.router.get('/progress', (req, res) => {
   res.json(progress.get(req.query.id) ?? { bytes: 0, chunks: 0 })
 })
