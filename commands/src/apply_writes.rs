@@ -52,23 +52,8 @@ pub struct AppliedWrites {
     pub committed: bool,
 }
 
-/// The lexicons embedded in the binary (also what the proxy checks HTTP methods against).
-pub fn catalog() -> &'static Catalog {
-    static CATALOG: OnceLock<Catalog> = OnceLock::new();
-    CATALOG.get_or_init(|| {
-        let mut c = Catalog::new();
-        for doc in crate::lexicon_docs::DOCUMENTS {
-            match serde_json::from_str::<serde_json::Value>(doc) {
-                Ok(v) => {
-                    if let Err(e) = c.add_document(&v) {
-                        tracing::warn!(error = %e, "embedded lexicon not loaded");
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "embedded lexicon is not JSON"),
-            }
-        }
-        c
-    })
+fn catalog() -> &'static Catalog {
+    crate::lexicon_docs::catalog()
 }
 
 /// The per-repo write lock; it guards the node blocks this process keeps for the repo.

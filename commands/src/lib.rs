@@ -25,6 +25,7 @@ pub mod create_session;
 pub mod deactivate_account;
 pub mod delete_session;
 mod lexicon_docs;
+pub use lexicon_docs::catalog as lexicon_catalog;
 pub mod oauth_authorize;
 pub mod oauth_exchange_code;
 pub mod oauth_flow;
@@ -502,5 +503,5 @@ pub(crate) fn email_token_error(e: account::AccountError) -> CommandError {
 /// `InvalidRequest` naming where (`Input/preferences/1 …`).
 pub fn validate_input(nsid: &str, body: &serde_json::Value) -> Result<(), CommandError> {
     let data = domain::json::json_to_ipld(body).map_err(|e| CommandError::InvalidRequest(format!("Input: {e}")))?;
-    apply_writes::catalog().validate_input(nsid, &data).map_err(|e| CommandError::InvalidRequest(e.to_string()))
+    lexicon_docs::catalog().validate_input(nsid, &data).map_err(|e| CommandError::InvalidRequest(e.to_string()))
 }

@@ -28,7 +28,7 @@ mod target;
 
 use std::sync::Arc;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -37,9 +37,6 @@ use crate::server::AppState;
 use crate::xrpc::XrpcError;
 
 pub use service_auth::{PRIVILEGED_METHODS, PROTECTED_METHODS};
-
-/// The route the proxy answers: every `/xrpc/<nsid>` no local route takes.
-pub const ROUTE: &str = "/xrpc/{nsid}";
 
 /// The proxy's process state: its two HTTP clients and the service DID document cache.
 pub struct Proxy {
@@ -59,13 +56,9 @@ impl Proxy {
     }
 }
 
-/// Whether `req` was routed to the proxy (the OAuth layer leaves the `rpc:` check of such
-/// requests to [`handle`], which knows the audience).
-pub fn handles(req: &Request) -> bool {
-    req.extensions().get::<MatchedPath>().is_some_and(|m| m.as_str() == ROUTE)
-}
-
-/// The fallback for `/xrpc/<nsid>`: forward it, or answer the XRPC error that says why not.
+/// The kernel's fallback for every `/xrpc/<nsid>` not in the method table (`xrpc::router`, after
+/// its OAuth check with `Permission::Proxied`): forward it, or answer the XRPC error that says
+/// why not.
 pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     match forward(&state, req).await {
         Ok(r) => r,
@@ -90,7 +83,7 @@ pub struct JwtFor {
 pub async fn forward_as(state: &AppState, req: Request, jwt_for: Option<JwtFor>) -> Result<Response, XrpcError> {
     let nsid = req.uri().path().trim_start_matches("/xrpc/").to_owned();
     if !domain::syntax::is_valid_nsid(&nsid) {
-        return Err(XrpcError::invalid_request(format!("invalid xrpc path: {nsid} is not an NSID")));
+        return Err(XrpcError::invalid_request("invalid xrpc path"));
     }
     let method = req.method().clone();
     check_lexicon_method(&nsid, &method)?;
@@ -114,17 +107,13 @@ pub async fn forward_as(state: &AppState, req: Request, jwt_for: Option<JwtFor>)
     stream::exchange(client, &proxy.config, method, url, outbound, body).await
 }
 
-/// A method the embedded lexicons know is called with its HTTP method: `GET` for a query, `POST`
-/// for a procedure (reference `xrpc-server` catch-all, before the proxy handler).
+/// A method the embedded lexicons know is called with its HTTP method (the kernel's rule for
+/// local methods, the reference `xrpc-server` catch-all's before its proxy handler).
 fn check_lexicon_method(nsid: &str, method: &Method) -> Result<(), XrpcError> {
-    use domain::lexicon::Def;
-    let expected = match commands::apply_writes::catalog().get(nsid).and_then(|d| d.main()) {
-        Some(Def::Query(_)) => Method::GET,
-        Some(Def::Procedure(_)) => Method::POST,
-        _ => return Ok(()),
-    };
-    if *method != expected {
-        return Err(XrpcError::invalid_request(format!("Incorrect HTTP method ({method}) expected {expected}")));
+    if let Some(expected) = crate::xrpc::methods::http_method(nsid) {
+        if *method != expected && !(*method == Method::HEAD && expected == Method::GET) {
+            return Err(XrpcError::invalid_request(format!("Incorrect HTTP method ({method}) expected {expected}")));
+        }
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 //!
 //! The caller must be signed in here: a legacy access token (`Bearer`, standard access — not a
 //! refresh, takendown or signup-queue token) or an OAuth DPoP token (verified by
-//! `oauth_resource::layer`) whose scopes hold `rpc:<nsid>?aud=<did>#<serviceId>`. No credentials
+//! `xrpc::oauth::authenticate`) whose scopes hold `rpc:<nsid>?aud=<did>#<serviceId>`. No credentials
 //! → 401 `AuthMissing`. Privileged methods (chat, `createAccount`) need a legacy token of full
 //! access or a privileged app password (`InvalidToken` "Bad token method").
 //!
@@ -14,8 +14,8 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use domain::session_jwt::Scope;
 
-use crate::auth::AccessAuth;
-use crate::oauth_resource::OAuthAuth;
+use crate::xrpc::AccessAuth;
+use crate::xrpc::oauth::OAuthAuth;
 use crate::server::AppState;
 use crate::xrpc::XrpcError;
 
@@ -44,7 +44,7 @@ pub fn bad_token_method() -> XrpcError {
 
 /// The caller of a proxied `nsid` bound for `scope_aud` (`<did>#<serviceId>`).
 pub async fn authenticate(state: &AppState, parts: &mut Parts, nsid: &str, scope_aud: &str) -> Result<Caller, XrpcError> {
-    if crate::oauth_resource::is_dpop(&parts.headers) {
+    if crate::xrpc::oauth::is_dpop(&parts.headers) {
         let Some(oauth) = parts.extensions.get::<OAuthAuth>() else {
             return Err(XrpcError::new(StatusCode::UNAUTHORIZED, "invalid_token", "DPoP credentials were not verified"));
         };
@@ -69,10 +69,10 @@ pub async fn authenticate(state: &AppState, parts: &mut Parts, nsid: &str, scope
 
 /// `Bearer` value for the upstream: a fresh service JWT of the caller for `aud`, method `nsid`.
 pub async fn service_jwt(state: &AppState, caller: &Caller, aud: &str, nsid: &str) -> Result<String, XrpcError> {
-    let ctx = crate::server_accounts::ctx(state)?;
+    let ctx = crate::xrpc::ctx(state)?;
     commands::get_service_auth::get_service_auth(&ctx, &caller.did, caller.scope, aud, None, Some(nsid))
         .await
-        .map_err(crate::server_accounts::command_error)
+        .map_err(crate::xrpc::command_error)
 }
 
 #[cfg(test)]

@@ -222,7 +222,7 @@ impl DidCache {
 
 /// The document, `None` when the DID has none; a document whose `id` is another DID is none.
 async fn fetch(state: &AppState, did: &str) -> Result<Option<Value>, String> {
-    let ctx = crate::server_accounts::ctx(state).map_err(|e| e.message)?;
+    let ctx = crate::xrpc::ctx(state).map_err(|e| e.message)?;
     let doc = commands::resolve_did::resolve_did_document(&ctx, did).await.map_err(|e| e.to_string())?;
     Ok(doc.filter(|d| d.get("id").and_then(Value::as_str) == Some(did)))
 }
