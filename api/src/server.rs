@@ -37,6 +37,7 @@ pub fn router(config: Config, log: EventLog, blobstore: Arc<dyn blobstore::BlobS
     let methods = crate::routes::methods(firehose);
     crate::xrpc::router(&state, methods, crate::proxy::handle)
         .merge(crate::routes::other())
+        .merge(crate::routes::plc_directory::routes(&state.config))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(crate::xrpc::plain_rejections_as_xrpc))
         .layer(oauth_nonces)
@@ -80,8 +81,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let bind = config.bind;
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let local = listener.local_addr()?;
+    let plc = if config.embedded_plc {
+        format!("PLC directory: embedded, served at {}/did:plc:… from this database (private hostname, PDS_DID_PLC_URL unset)", config.public_url)
+    } else {
+        format!("PLC directory: {}", config.did_plc_url)
+    };
     tracing::info!(
-        "pds {VERSION} listening on http://{local} (public URL {}, {} database {}, data directory {}, secrets in {})",
+        "pds {VERSION} listening on http://{local} (public URL {}, {} database {}, data directory {}, secrets in {}, {plc})",
         config.public_url,
         log.backend(),
         redact(&config.database_url),

@@ -88,6 +88,13 @@ fn migrator() -> Migrator {
             false,
         ),
         Migration::new(
+            11,
+            Cow::Borrowed("plc directory"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/postgres/0011_plc_directory.sql")),
+            false,
+        ),
+        Migration::new(
             14,
             Cow::Borrowed("bsky app: account preferences, records by rev"),
             MigrationType::Simple,

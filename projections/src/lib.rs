@@ -12,6 +12,7 @@ pub mod checkpoints;
 pub mod event_stats;
 pub mod invites;
 pub mod oauth;
+pub mod plc_operations;
 mod projector;
 pub mod preferences;
 pub mod records;
@@ -35,6 +36,7 @@ pub fn all() -> Vec<Projector> {
         records::PROJECTOR,
         blobs::PROJECTOR,
         oauth::PROJECTOR,
+        plc_operations::PROJECTOR,
         preferences::PROJECTOR,
         event_stats::PROJECTOR,
     ]

@@ -17,6 +17,7 @@ use crate::xrpc::{Auth::*, BodyLimit, Method, Permission::*};
 pub mod app_bsky;
 pub mod com_atproto;
 pub mod oauth;
+pub mod plc_directory;
 pub mod org_eventpds;
 pub mod root;
 pub mod well_known;
