@@ -76,6 +76,9 @@ pub struct Config {
     pub crawl_interval: std::time::Duration,
     /// Where XRPC calls not served here are proxied, and the proxy's limits (`proxy/`).
     pub proxy: ProxyConfig,
+    /// `PDS_BSKY_APP_VIEW_CDN_URL_PATTERN`: image URLs in read-after-write views
+    /// (`util.format`-style: three `%s` = preset, DID, CID); unset → our `getBlob` URL.
+    pub bsky_cdn_url_pattern: Option<String>,
     pub secrets: Secrets,
 }
 
@@ -413,6 +416,7 @@ impl Config {
             crawlers,
             crawl_interval,
             proxy,
+            bsky_cdn_url_pattern: env.get("PDS_BSKY_APP_VIEW_CDN_URL_PATTERN").filter(|v| !v.trim().is_empty()),
             secrets,
         })
     }

@@ -67,6 +67,20 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
 }
 
 async fn forward(state: &AppState, req: Request) -> Result<Response, XrpcError> {
+    forward_as(state, req, None).await
+}
+
+/// What the service JWT of a forwarded call names when it is not the target and the called
+/// NSID: `app.bsky.feed.getFeed` goes to the AppView with a token for the feed generator
+/// (`aud` its DID, `lxm` `app.bsky.feed.getFeedSkeleton`), as the reference's `getFeed`.
+#[derive(Debug, Clone)]
+pub struct JwtFor {
+    pub aud: String,
+    pub lxm: String,
+}
+
+/// [`handle`]'s forwarding, with the service JWT's `aud`/`lxm` given by the caller.
+pub async fn forward_as(state: &AppState, req: Request, jwt_for: Option<JwtFor>) -> Result<Response, XrpcError> {
     let nsid = req.uri().path().trim_start_matches("/xrpc/").to_owned();
     if !domain::syntax::is_valid_nsid(&nsid) {
         return Err(XrpcError::invalid_request("invalid xrpc path"));
@@ -83,7 +97,8 @@ async fn forward(state: &AppState, req: Request) -> Result<Response, XrpcError> 
     let target = target::resolve(state, &proxy.config, &proxy.dids, req.headers(), &nsid).await?;
     let (mut parts, body) = req.into_parts();
     let caller = service_auth::authenticate(state, &mut parts, &nsid, &target.scope_aud()).await?;
-    let jwt = service_auth::service_jwt(state, &caller, &target.did, &nsid).await?;
+    let (aud, lxm) = jwt_for.as_ref().map_or((target.did.as_str(), nsid.as_str()), |j| (j.aud.as_str(), j.lxm.as_str()));
+    let jwt = service_auth::service_jwt(state, &caller, aud, lxm).await?;
     let outbound = headers::request_headers(&parts.headers, method == Method::POST, &jwt)?;
     let clients = proxy.clients.as_ref().map_err(|e| XrpcError::internal(e))?;
     let client = clients.for_target(&proxy.config, &target)?;
