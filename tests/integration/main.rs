@@ -24,3 +24,6 @@ mod identity;
 mod email;
 mod blobs;
 mod repos;
+mod preferences;
+mod proxy;
+mod bsky_app;
