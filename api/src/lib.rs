@@ -18,6 +18,7 @@ pub mod oauth_routes;
 pub mod oauth_runtime;
 pub mod mail;
 pub mod ops;
+pub mod outbox;
 pub mod repo_routes;
 pub mod secrets;
 pub mod server;

@@ -65,7 +65,7 @@ pub fn command_error(e: CommandError) -> XrpcError {
         CommandError::ServiceAuth { name, message } => XrpcError::new(StatusCode::UNAUTHORIZED, name, message),
         CommandError::BadExpiration(m) => bad("BadExpiration", m),
         CommandError::Named { name, message } => bad(name, message),
-        e @ CommandError::AuthFactorTokenRequired(_) => {
+        e @ CommandError::AuthFactorTokenRequired => {
             XrpcError::new(StatusCode::UNAUTHORIZED, "AuthFactorTokenRequired", e.to_string())
         }
         CommandError::BlobNotFound(m) => bad("BlobNotFound", m),
@@ -192,10 +192,6 @@ async fn create_session(State(state): State<AppState>, bytes: Bytes) -> Result<J
     let ctx = ctx(&state)?;
     let s = match commands::create_session(&ctx, &b.identifier, b.password, b.allow_takendown, b.auth_factor_token.as_deref()).await {
         Ok(s) => s,
-        Err(CommandError::AuthFactorTokenRequired(mail)) => {
-            crate::mail::deliver(&state.config, &mail).map_err(|e| XrpcError::internal(&e))?;
-            return Err(command_error(CommandError::AuthFactorTokenRequired(mail)));
-        }
         Err(e) => return Err(command_error(e)),
     };
     Ok(session_json(&s))
