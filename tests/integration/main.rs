@@ -21,5 +21,6 @@ mod conformance;
 mod oauth;
 mod identity;
 mod email;
+mod mail_delivery;
 mod blobs;
 mod repos;
