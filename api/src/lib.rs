@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod admin_accounts;
 pub mod admin_cli;
+pub mod admin_email;
 pub mod auth;
 pub mod blob_routes;
 pub mod car_tools;

@@ -8,6 +8,8 @@
 pub mod activate_account;
 pub mod admin_account_info;
 pub mod admin_delete_account;
+pub mod admin_send_email;
+pub mod admin_update_account_email;
 pub mod admin_update_account_handle;
 pub mod admin_update_account_password;
 pub mod admin_update_subject_status;
@@ -61,6 +63,8 @@ pub use create_account::{create_account, CreateAccountInput};
 pub use activate_account::activate_account;
 pub use admin_account_info::{admin_account_info, AdminAccountInfo};
 pub use admin_delete_account::admin_delete_account;
+pub use admin_send_email::admin_send_email;
+pub use admin_update_account_email::admin_update_account_email;
 pub use admin_update_account_handle::admin_update_account_handle;
 pub use admin_update_account_password::admin_update_account_password;
 pub use admin_update_subject_status::{admin_update_deactivated, admin_update_takedown};

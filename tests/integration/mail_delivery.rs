@@ -253,6 +253,82 @@ async fn smtp_tls_mismatch_is_retried_then_failed_with_the_reason() {
     let events = log_events(s).await;
     assert_eq!(events.iter().filter(|e| e["type"] == "notification.attempt_failed").count(), 1);
     assert!(inbox(&smtp.inbox).is_empty());
+    // The operator sees the reason.
+    let (code, out, err) = admin_cli(s, dir.path(), &["notifications", "--status", "failed"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("carol@example.com") && out.contains("reset_password") && out.to_ascii_lowercase().contains("certificate"), "{out}");
+}
+
+/// `pds admin …` against the running server: exit code, stdout, stderr.
+fn admin_cli(server: &Server, dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let data_dir = dir.join("cli-data").display().to_string();
+    let mut full = vec!["admin", "--url", server.url.as_str()];
+    full.extend_from_slice(args);
+    let out = crate::harness::pds_env(&full, &[("PDS_ADMIN_PASSWORD", ADMIN), ("PDS_DATA_DIRECTORY", data_dir.as_str())]);
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+async fn admin_post(s: &Server, nsid: &str, body: Value) -> (u16, Value) {
+    crate::invites::admin_post(s, nsid, ADMIN, body).await
+}
+
+#[tokio::test]
+async fn admin_send_email_and_update_account_email() {
+    let plc = PlcServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = SmtpServer::start(dir.path(), "none", None, 0);
+    let url = format!("smtp://127.0.0.1:{}", smtp.port);
+    let (server, _) = start_pds(dir.path(), &plc, None, &[("PDS_EMAIL_SMTP_URL", url)]).await;
+    let s = &server;
+    let erin = post(s, "com.atproto.server.createAccount", None, signup("erin.test", "erin@example.com", None)).await;
+    let did = erin.1["did"].as_str().unwrap().to_owned();
+    assert_eq!(post(s, "com.atproto.server.createAccount", None, signup("frank.test", "frank@example.com", None)).await.0, 200);
+
+    // sendEmail: the operator's subject and HTML, a text part made from it.
+    let send = "com.atproto.admin.sendEmail";
+    let body = json!({ "recipientDid": did, "senderDid": "did:plc:moderator0000000000000000", "subject": "About your account", "content": "<p>Hello <b>Erin</b> &amp; welcome</p>" });
+    assert_error(&post(s, send, None, body.clone()).await, 401, "AuthRequired");
+    assert_eq!(admin_post(s, send, body.clone()).await, (200, json!({ "sent": true })));
+    let mail = wait_mail(&smtp.inbox, "erin@example.com", 1, 20);
+    assert_eq!(header(&mail, "Subject"), "About your account");
+    assert!(mail.contains("<b>Erin</b>") && mail.contains("Hello Erin & welcome"), "{mail}");
+    let mut no_subject = body.clone();
+    no_subject.as_object_mut().unwrap().remove("subject");
+    assert_eq!(admin_post(s, send, no_subject).await.0, 200);
+    assert_eq!(header(&wait_mail(&smtp.inbox, "erin@example.com", 2, 20), "Subject"), "Message via your PDS");
+    let cases = [
+        (json!({ "recipientDid": "did:plc:unknown00000000000000000", "senderDid": "did:plc:x", "content": "hi" }), "Recipient not found"),
+        (json!({ "recipientDid": did, "senderDid": "did:plc:x", "content": "hi", "subject": "Hi\r\nBcc: eve@example.com" }), "subject must not contain line breaks or control characters"),
+    ];
+    for (b, message) in cases {
+        let r = admin_post(s, send, b).await;
+        assert_error(&r, 400, "InvalidRequest");
+        assert_eq!(r.1["message"], message);
+    }
+    assert_error(&admin_post(s, send, json!({ "recipientDid": did })).await, 400, "InvalidRequest");
+
+    // updateAccountEmail: by handle or DID, unconfirmed, no token; refusals.
+    let update = "com.atproto.admin.updateAccountEmail";
+    assert_error(&post(s, update, None, json!({ "account": did, "email": "e@example.com" })).await, 401, "AuthRequired");
+    assert_eq!(admin_post(s, update, json!({ "account": "erin.test", "email": "Erin2@Example.com" })).await.0, 200);
+    let info = crate::invites::call(reqwest::Method::GET, &s.xrpc(&format!("com.atproto.admin.getAccountInfo?did={did}")), None, Some(ADMIN), None).await;
+    assert_eq!(info.1["email"], "erin2@example.com");
+    assert!(info.1.get("emailConfirmedAt").is_none());
+    for (b, message) in [
+        (json!({ "account": "nobody.test", "email": "n@example.com" }), "Account does not exist: nobody.test"),
+        (json!({ "account": did, "email": "frank@example.com" }), "This email address is already in use, please use a different email."),
+        (json!({ "account": did, "email": "not-an-address" }), "This email address is not supported, please use a different email."),
+    ] {
+        let r = admin_post(s, update, b).await;
+        assert_error(&r, 400, "InvalidRequest");
+        assert_eq!(r.1["message"], message);
+    }
+    // The operator's list shows the two messages as sent.
+    let (code, out, err) = admin_cli(s, dir.path(), &["--json", "notifications", "--status", "sent"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["notifications"].as_array().unwrap().len(), 2, "{v}");
+    assert!(v["notifications"].as_array().unwrap().iter().all(|n| n["template"] == "admin_message" && n["recipient"] == "erin@example.com"));
 }
 
 #[tokio::test]
