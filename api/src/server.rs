@@ -45,6 +45,7 @@ pub fn router(config: Config, log: EventLog, blobstore: Arc<dyn blobstore::BlobS
         .merge(crate::admin::routes())
         .merge(crate::admin_accounts::routes())
         .merge(crate::admin_email::routes())
+        .merge(crate::notification_routes::routes())
         .merge(crate::firehose::routes_with(firehose))
         .merge(crate::server_accounts::routes())
         .merge(crate::repo_routes::routes())

@@ -42,6 +42,7 @@ pub mod get_service_auth;
 pub mod update_handle;
 pub mod request_email_token;
 pub mod queue_notification;
+pub mod notification_prefs;
 pub mod confirm_email;
 pub mod update_email;
 pub mod reset_password;

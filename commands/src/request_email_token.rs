@@ -55,7 +55,8 @@ pub fn template_for(purpose: EmailTokenPurpose) -> Template {
     }
 }
 
-/// The message carrying `token` to the account, by email.
+/// The message carrying `token` to the account: by email, or on the account's preferred verified
+/// chat channel (`notification_prefs.rs`) for the tokens that do not prove the email address.
 pub(crate) async fn token_message(
     ctx: &Ctx,
     did: &str,
@@ -66,6 +67,9 @@ pub(crate) async fn token_message(
 ) -> Result<Message, CommandError> {
     let content = Content { token: Some(token.to_owned()), handle: Some(handle.to_owned()), ..Content::default() };
     let template = template_for(purpose);
-    let _ = ctx;
-    Ok(Message::email(did, email, template, content))
+    let message = Message::email(did, email, template, content);
+    if matches!(purpose, EmailTokenPurpose::ConfirmEmail | EmailTokenPurpose::UpdateEmail) {
+        return Ok(message);
+    }
+    crate::notification_prefs::route(ctx, message).await
 }

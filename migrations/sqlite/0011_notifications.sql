@@ -1,7 +1,5 @@
 -- The outbox (projections/src/notifications.rs, inline): one row per notification/<id> stream
--- (domain::notification), its status and next due time; and the notification preferences of
--- accounts (stream notification-prefs/<did>): preferred channel and channel addresses.
--- Pure functions of the log.
+-- (domain::notification), its status and next due time. A pure function of the log.
 CREATE TABLE notifications (
     id         TEXT PRIMARY KEY,
     did        TEXT    NOT NULL,
@@ -19,15 +17,3 @@ CREATE TABLE notifications (
 CREATE INDEX notifications_due ON notifications (status, next_at);
 CREATE INDEX notifications_did ON notifications (did, queued_at);
 
-CREATE TABLE notification_prefs (
-    did               TEXT PRIMARY KEY,
-    preferred_channel TEXT NOT NULL
-) WITHOUT ROWID;
-
-CREATE TABLE notification_addresses (
-    did          TEXT NOT NULL,
-    channel      TEXT NOT NULL,
-    address      TEXT NOT NULL,
-    verified_at  INTEGER,           -- null while the verification code is pending
-    PRIMARY KEY (did, channel)
-) WITHOUT ROWID;

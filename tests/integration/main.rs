@@ -22,5 +22,6 @@ mod oauth;
 mod identity;
 mod email;
 mod mail_delivery;
+mod notify_channels;
 mod blobs;
 mod repos;
