@@ -128,7 +128,7 @@ impl OutboxSettings {
 }
 
 enum Email {
-    Smtp(smtp::Smtp),
+    Smtp(Box<smtp::Smtp>),
     /// The dev mail sink: `<data directory>/mail/`.
     Sink { data_directory: PathBuf, from: String },
 }
@@ -183,7 +183,7 @@ pub fn spawn(config: &Config, log: &EventLog) -> anyhow::Result<JoinHandle<()>> 
             let s = smtp::Smtp::new(url, &config.email_from_address, &config.hostname, ca.as_deref())
                 .map_err(|e| anyhow::anyhow!("PDS_EMAIL_SMTP_URL: {e}"))?;
             tracing::info!(relay = %url, from = %config.email_from_address, "mail goes out over SMTP");
-            Email::Smtp(s)
+            Email::Smtp(Box::new(s))
         }
         None => {
             tracing::info!(sink = %config.data_directory.join("mail").display(), "PDS_EMAIL_SMTP_URL unset: mail goes to the dev mail sink");

@@ -244,7 +244,8 @@ mod tests {
     #[test]
     fn urls_parse_as_nodemailer_reads_them() {
         // (url, host, port, implicit TLS, STARTTLS, user, password, accept invalid certs)
-        let cases: &[(&str, &str, u16, bool, StartTls, Option<&str>, Option<&str>, bool)] = &[
+        type Case<'a> = (&'a str, &'a str, u16, bool, StartTls, Option<&'a str>, Option<&'a str>, bool);
+        let cases: &[Case] = &[
             ("smtp://mail.example.com", "mail.example.com", 587, false, StartTls::Opportunistic, None, None, false),
             ("smtps://mail.example.com", "mail.example.com", 465, true, StartTls::Opportunistic, None, None, false),
             ("smtp://mail.example.com:465", "mail.example.com", 465, false, StartTls::Opportunistic, None, None, false),
