@@ -60,7 +60,18 @@ fn token_in(text: &str) -> String {
 }
 
 #[tokio::test]
-async fn discord_telegram_signal_channels() {
+async fn channels_sqlite() {
+    channels_flow(None).await;
+}
+
+#[tokio::test]
+async fn channels_postgres() {
+    let db = crate::harness::PgDatabase::create().await;
+    channels_flow(Some(&db)).await;
+    db.drop_now().await;
+}
+
+async fn channels_flow(pg: Option<&crate::harness::PgDatabase>) {
     let plc = PlcServer::start();
     let dir = tempfile::tempdir().unwrap();
     // The chat APIs.
@@ -81,7 +92,7 @@ async fn discord_telegram_signal_channels() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let env = [
+    let mut env = vec![
         ("PDS_DID_PLC_URL", plc.url.clone()),
         ("PDS_INVITE_REQUIRED", "false".to_owned()),
         ("PDS_ADMIN_PASSWORD", ADMIN.to_owned()),
@@ -93,6 +104,9 @@ async fn discord_telegram_signal_channels() {
         ("PDS_SIGNAL_CLI_PATH", script.display().to_string()),
         ("PDS_SIGNAL_SENDER_NUMBER", "+15550000000".to_owned()),
     ];
+    if let Some(db) = pg {
+        env.push(("PDS_DATABASE_URL", db.url.clone()));
+    }
     let borrowed: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let server = Server::start_in(dir.path(), &borrowed).await;
     let s = &server;
@@ -204,4 +218,7 @@ async fn discord_telegram_signal_channels() {
     let rest = get(s, &format!("org.eventpds.account.listNotificationHistory?limit=3&cursor={}", page["cursor"].as_str().unwrap()), a).await.1;
     assert_eq!(rest["notifications"].as_array().unwrap().len(), 1);
     assert!(rest.get("cursor").is_none());
+    drop(server);
+    let env: Vec<(&str, String)> = env.into_iter().collect();
+    crate::invites::replay_and_verify(dir.path(), &env);
 }
