@@ -206,9 +206,16 @@ async fn smtp_starttls_auth_reset_and_update() {
     assert_eq!(me.1["email"], "alice2@example.com");
 
     // The log has the outbox's events and no token.
-    let events = log_events(s).await;
-    let sent = events.iter().filter(|e| e["type"] == "notification.sent").count();
-    assert_eq!(sent, 3);
+    // (The mail is in the inbox before the sender appends `sent`: wait for it.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let events = loop {
+        let events = log_events(s).await;
+        if events.iter().filter(|e| e["type"] == "notification.sent").count() == 3 {
+            break events;
+        }
+        assert!(Instant::now() < deadline, "three notification.sent expected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let text = serde_json::to_string(&events).unwrap();
     assert!(!text.contains(&token_of(&mail)), "a token in the log");
 }
@@ -324,10 +331,17 @@ async fn admin_send_email_and_update_account_email() {
         assert_eq!(r.1["message"], message);
     }
     // The operator's list shows the two messages as sent.
-    let (code, out, err) = admin_cli(s, dir.path(), &["--json", "notifications", "--status", "sent"]);
-    assert_eq!(code, 0, "{err}");
-    let v: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["notifications"].as_array().unwrap().len(), 2, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let v = loop {
+        let (code, out, err) = admin_cli(s, dir.path(), &["--json", "notifications", "--status", "sent"]);
+        assert_eq!(code, 0, "{err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        if v["notifications"].as_array().unwrap().len() == 2 {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert!(v["notifications"].as_array().unwrap().iter().all(|n| n["template"] == "admin_message" && n["recipient"] == "erin@example.com"));
 }
 
