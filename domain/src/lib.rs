@@ -23,6 +23,7 @@ pub mod notification_prefs;
 pub mod oauth;
 pub mod password;
 pub mod plc;
+pub mod plc_directory;
 pub mod repo;
 pub mod service_jwt;
 pub mod session_jwt;

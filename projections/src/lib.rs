@@ -13,7 +13,9 @@ pub mod event_stats;
 pub mod invites;
 pub mod notifications;
 pub mod oauth;
+pub mod plc_operations;
 mod projector;
+pub mod preferences;
 pub mod records;
 pub mod replay;
 pub mod repo_blocks;
@@ -36,6 +38,8 @@ pub fn all() -> Vec<Projector> {
         records::PROJECTOR,
         blobs::PROJECTOR,
         oauth::PROJECTOR,
+        plc_operations::PROJECTOR,
+        preferences::PROJECTOR,
         event_stats::PROJECTOR,
     ]
 }

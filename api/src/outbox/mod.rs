@@ -161,6 +161,7 @@ fn command_ctx(config: &Config, appender: projections::Appender) -> anyhow::Resu
             handle_domains: &config.service_handle_domains,
             invite_required: config.invite_required,
             plc_url: &config.did_plc_url,
+            plc_embedded: config.embedded_plc,
             plc_rotation_key_hex: &config.secrets.plc_rotation_key_hex,
             key_encryption_key_hex: &config.secrets.key_encryption_key_hex,
         },
