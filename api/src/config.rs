@@ -60,10 +60,11 @@ pub struct Config {
     /// `PDS_REDIS_SCRATCH_ADDRESS` (`host:port`): shared DPoP/client-assertion replay store; unset
     /// = in-process.
     pub redis_scratch_address: Option<String>,
-    /// `PDS_EMAIL_FROM_ADDRESS` (default `noreply@<hostname>`). Mail goes to the dev mail sink,
-    /// `<data directory>/mail/` (see `mail.rs`); SMTP (`PDS_EMAIL_SMTP_URL`) is not built, so
-    /// setting it is refused at start rather than dropping mail silently.
+    /// `PDS_EMAIL_FROM_ADDRESS` (default `noreply@<hostname>`).
     pub email_from_address: String,
+    /// Mail and notification delivery: `PDS_EMAIL_SMTP_URL` (unset = the dev mail sink
+    /// `<data directory>/mail/`), retries, chat channels (`outbox/mod.rs`).
+    pub outbox: crate::outbox::OutboxSettings,
     /// Where blob bytes live: `PDS_BLOBSTORE_DISK_LOCATION` (default `<data>/blobs`) or an
     /// S3-compatible bucket (`PDS_BLOBSTORE_S3_*`); setting both is an error, as in the reference.
     pub blobstore: BlobstoreConfig,
@@ -360,13 +361,7 @@ impl Config {
             Some(v) => parse_num("PDS_REPO_BACKFILL_LIMIT_MS", &v)?,
             None => 24 * 60 * 60 * 1000,
         });
-        if env.get("PDS_EMAIL_SMTP_URL").is_some_and(|v| !v.trim().is_empty()) {
-            return Err(ConfigError::Invalid {
-                name: "PDS_EMAIL_SMTP_URL",
-                expected: "unset: SMTP delivery is not built yet; mail is written to <data directory>/mail/",
-                found: "(set)".to_string(),
-            });
-        }
+        let outbox = crate::outbox::OutboxSettings::from_env(env)?;
         let email_from_address = env.get("PDS_EMAIL_FROM_ADDRESS").unwrap_or_else(|| format!("noreply@{hostname}"));
         let blobstore = blobstore_config(env, &data_directory)?;
         let blob_temp_grace = std::time::Duration::from_secs(match env.get("PDS_BLOB_TEMP_GRACE_SECONDS") {
@@ -411,6 +406,7 @@ impl Config {
             repo_backfill_limit,
             redis_scratch_address: env.get("PDS_REDIS_SCRATCH_ADDRESS"),
             email_from_address,
+            outbox,
             blobstore,
             blob_temp_grace,
             crawlers,

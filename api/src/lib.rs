@@ -12,6 +12,7 @@ pub mod crawlers;
 pub mod event_json;
 pub mod mail;
 pub mod oauth_runtime;
+pub mod outbox;
 pub mod proxy;
 pub mod read_after_write;
 pub mod routes;

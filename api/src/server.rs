@@ -77,6 +77,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let runners = projections::runner::spawn(&log, &projections::all());
     let blobstore = config.blobstore.open().map_err(|e| anyhow::anyhow!("opening the blob store: {e}"))?;
     let cleaner = crate::blob_cleaner::spawn_temp_blob_cleaner(&config, &log, blobstore.clone())?;
+    let outbox = crate::outbox::spawn(&config, &log)?;
     let crawlers = crate::crawlers::Crawlers::new(&config.hostname, &config.crawlers, config.crawl_interval).spawn(log.clone());
     let bind = config.bind;
     let listener = tokio::net::TcpListener::bind(bind).await?;
@@ -100,6 +101,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         r.abort();
     }
     cleaner.abort();
+    outbox.abort();
     if let Some(c) = crawlers {
         c.abort();
     }

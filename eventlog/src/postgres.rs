@@ -100,6 +100,13 @@ fn migrator() -> Migrator {
             MigrationType::Simple,
             Cow::Borrowed(include_str!("../../migrations/postgres/0014_bsky_app.sql")),
             false,
+        ),
+        Migration::new(
+            15,
+            Cow::Borrowed("notifications"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/postgres/0015_notifications.sql")),
+            false,
         )]),
         ..Migrator::DEFAULT
     }

@@ -229,7 +229,7 @@ async fn identity_flow(pg: Option<(&PgDatabase, &PgDatabase)>) {
     // --- the PLC operation: A signs (emailed token), B submits, B activates ---------------------------
     assert_error(&post(s, "com.atproto.identity.requestPlcOperationSignature", Some(&app_access), json!({})).await, 400, "InvalidToken");
     assert_eq!(post(s, "com.atproto.identity.requestPlcOperationSignature", Some(&access), json!({})).await.0, 200);
-    let token = crate::email::last_token(&dir.path().join("pds-data"), "alice@example.com", "PLC update requested");
+    let token = crate::email::last_token(&dir.path().join("pds-data"), "alice@example.com", "PLC Update Operation Requested");
     let fields = json!({
         "rotationKeys": creds_b.1["rotationKeys"],
         "alsoKnownAs": creds_b.1["alsoKnownAs"],

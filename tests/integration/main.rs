@@ -22,6 +22,8 @@ mod conformance;
 mod oauth;
 mod identity;
 mod email;
+mod mail_delivery;
+mod notify_channels;
 mod blobs;
 mod repos;
 mod preferences;

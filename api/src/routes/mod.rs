@@ -100,6 +100,8 @@ pub fn methods(firehose: sync::subscribe_repos::Settings) -> Vec<Method> {
         m!("com.atproto.admin.updateAccountPassword", Admin, Rpc, JSON, admin::update_account_password),
         m!("com.atproto.admin.updateAccountHandle", Admin, Rpc, JSON, admin::update_account_handle),
         m!("com.atproto.admin.deleteAccount", Admin, Rpc, JSON, admin::delete_account),
+        m!("com.atproto.admin.sendEmail", Admin, Rpc, JSON, com_atproto::admin_email::send_email),
+        m!("com.atproto.admin.updateAccountEmail", Admin, Rpc, JSON, com_atproto::admin_email::update_account_email),
         // app.bsky: what a PDS answers itself for the Bluesky app (the rest is proxied). Each
         // checks OAuth `rpc:` against its real audience (`Proxied`).
         m!("app.bsky.actor.getPreferences", Access, Proxied, JSON, app_bsky::actor::get_preferences),
@@ -118,6 +120,13 @@ pub fn methods(firehose: sync::subscribe_repos::Settings) -> Vec<Method> {
         m!("org.eventpds.admin.getEventStats", Admin, Rpc, JSON, org_eventpds::admin::get_event_stats),
         m!("org.eventpds.admin.listStreams", Admin, Rpc, JSON, org_eventpds::admin::list_streams),
         Method::with_route("org.eventpds.admin.subscribeEvents", Admin, Rpc, get(org_eventpds::admin::subscribe_events)),
+        m!("org.eventpds.admin.listNotifications", Admin, Rpc, JSON, org_eventpds::notifications::list_notifications),
+        // org.eventpds.account: an account's notification channels (codes may go there: full access)
+        m!("org.eventpds.account.getNotificationPrefs", AccessStandard, Refused, JSON, org_eventpds::account::get_prefs),
+        m!("org.eventpds.account.updateNotificationPrefs", AccessFull, Refused, JSON, org_eventpds::account::update_prefs),
+        m!("org.eventpds.account.startChannelVerification", AccessFull, Refused, JSON, org_eventpds::account::start_verification),
+        m!("org.eventpds.account.confirmChannelVerification", AccessFull, Refused, JSON, org_eventpds::account::confirm_verification),
+        m!("org.eventpds.account.listNotificationHistory", AccessStandard, Refused, JSON, org_eventpds::account::history),
     ]
 }
 
