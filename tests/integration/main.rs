@@ -6,6 +6,7 @@ mod harness;
 mod car_cli;
 mod serve;
 mod plc;
+mod plc_directory;
 mod projections;
 mod firehose;
 mod accounts;

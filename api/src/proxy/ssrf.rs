@@ -44,10 +44,15 @@ impl Clients {
         check_url(&target.endpoint)?;
         Ok(&self.guarded)
     }
+
+    /// The client that only reaches public HTTPS addresses.
+    pub fn guarded(&self) -> &reqwest::Client {
+        &self.guarded
+    }
 }
 
 /// What the resolver cannot see: the scheme, and hosts written as IP literals.
-fn check_url(url: &url::Url) -> Result<(), XrpcError> {
+pub fn check_url(url: &url::Url) -> Result<(), XrpcError> {
     if url.scheme() != "https" {
         return Err(refused(&format!("forbidden protocol \"{}:\"", url.scheme())));
     }

@@ -8,9 +8,11 @@
 //! <nsid>".
 //!
 //! Resolved documents are cached (`PDS_DID_CACHE_STALE_TTL` / `_MAX_TTL`, as the reference's DID
-//! cache); a failed resolution is never cached.
+//! cache); a failed resolution is never cached. With SSRF protection on, a did:web document is
+//! read only from a public HTTPS host (the guarded client of `ssrf.rs`), as the reference's
+//! resolver does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -173,6 +175,8 @@ pub fn service_endpoint(doc: &Value, did: &str, id: &str) -> Option<url::Url> {
 #[derive(Default)]
 pub struct DidCache {
     entries: Mutex<HashMap<String, (Instant, Value)>>,
+    /// DIDs being refreshed behind a request (one refresh at a time per DID).
+    refreshing: Mutex<HashSet<String>>,
 }
 
 /// Most documents kept; past it the cache starts over.
@@ -187,13 +191,19 @@ impl DidCache {
                 return Ok(doc);
             }
             if age < config.did_cache_max_ttl {
-                // Stale: answer with it, refresh it behind the request.
-                let (state, did) = (state.clone(), did.to_owned());
-                tokio::spawn(async move {
-                    if let Ok(Some(doc)) = fetch(&state, &did).await {
-                        state.proxy.dids.put(&did, doc);
-                    }
-                });
+                // Stale: answer with it, refresh it behind the request (once).
+                let first = self.refreshing.lock().is_ok_and(|mut r| r.insert(did.to_owned()));
+                if first {
+                    let (state, did) = (state.clone(), did.to_owned());
+                    tokio::spawn(async move {
+                        if let Ok(Some(doc)) = fetch(&state, &did).await {
+                            state.proxy.dids.put(&did, doc);
+                        }
+                        if let Ok(mut r) = state.proxy.dids.refreshing.lock() {
+                            r.remove(&did);
+                        }
+                    });
+                }
                 return Ok(doc);
             }
         }
@@ -221,10 +231,58 @@ impl DidCache {
 }
 
 /// The document, `None` when the DID has none; a document whose `id` is another DID is none.
+/// did:plc from the configured directory; did:web through the SSRF guard (public HTTPS hosts
+/// only) unless protection is off.
 async fn fetch(state: &AppState, did: &str) -> Result<Option<Value>, String> {
-    let ctx = crate::xrpc::ctx(state).map_err(|e| e.message)?;
-    let doc = commands::resolve_did::resolve_did_document(&ctx, did).await.map_err(|e| e.to_string())?;
+    let doc = match did.strip_prefix("did:web:") {
+        Some(host) if !state.proxy.config.disable_ssrf_protection => {
+            let clients = state.proxy.clients.as_ref().map_err(String::clone)?;
+            did_web_guarded(clients.guarded(), host).await?
+        }
+        _ => {
+            let ctx = crate::xrpc::ctx(state).map_err(|e| e.message)?;
+            commands::resolve_did::resolve_did_document(&ctx, did).await.map_err(|e| e.to_string())?
+        }
+    };
     Ok(doc.filter(|d| d.get("id").and_then(Value::as_str) == Some(did)))
+}
+
+/// Largest DID document read.
+const DID_DOC_MAX_BYTES: usize = 64 * 1024;
+const DID_WEB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `https://<host>/.well-known/did.json` through the guarded client (a host without path
+/// segments: `did:web:host` or `did:web:host%3Aport`).
+async fn did_web_guarded(client: &reqwest::Client, host: &str) -> Result<Option<Value>, String> {
+    if host.contains(':') {
+        return Ok(None);
+    }
+    let host = host.replace("%3A", ":").replace("%3a", ":");
+    let Ok(url) = url::Url::parse(&format!("https://{host}/.well-known/did.json")) else { return Ok(None) };
+    super::ssrf::check_url(&url).map_err(|e| e.message)?;
+    let mut resp = tokio::time::timeout(DID_WEB_TIMEOUT, client.get(url.clone()).send())
+        .await
+        .map_err(|_| format!("GET {url}: timed out"))?
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    if matches!(resp.status().as_u16(), 404 | 410) {
+        return Ok(None);
+    }
+    if !resp.status().is_success() {
+        return Err(format!("GET {url}: {}", resp.status()));
+    }
+    let mut body = Vec::new();
+    loop {
+        let chunk = tokio::time::timeout(DID_WEB_TIMEOUT, resp.chunk())
+            .await
+            .map_err(|_| format!("GET {url}: timed out"))?
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        let Some(chunk) = chunk else { break };
+        if body.len() + chunk.len() > DID_DOC_MAX_BYTES {
+            return Err(format!("GET {url}: document over {DID_DOC_MAX_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map(Some).map_err(|e| format!("GET {url}: {e}"))
 }
 
 #[cfg(test)]
