@@ -69,6 +69,9 @@ pub struct Config {
     /// `PDS_CRAWL_INTERVAL_MS` (ours): least time between two requestCrawls to one crawler
     /// (20 minutes, the reference's threshold).
     pub crawl_interval: std::time::Duration,
+    /// `PDS_METRICS_BIND` (ours, `host:port`): also serve `/metrics` there, without auth (for a
+    /// scraper on a private address); unset = only on the main listener, behind the admin password.
+    pub metrics_bind: Option<SocketAddr>,
     pub secrets: Secrets,
 }
 
@@ -269,6 +272,14 @@ impl Config {
             Some(v) => std::time::Duration::from_millis(parse_num("PDS_CRAWL_INTERVAL_MS", &v)?),
             None => crate::crawlers::DEFAULT_INTERVAL,
         };
+        let metrics_bind = match env.get("PDS_METRICS_BIND") {
+            Some(v) => Some(v.parse::<SocketAddr>().map_err(|_| ConfigError::Invalid {
+                name: "PDS_METRICS_BIND",
+                expected: "an address and port, e.g. 127.0.0.1:9464",
+                found: v.clone(),
+            })?),
+            None => None,
+        };
         let secrets = Secrets::load_or_generate(env, &data_directory)?;
         Ok(Config {
             bind: SocketAddr::new(bind_ip, port),
@@ -294,6 +305,7 @@ impl Config {
             blob_temp_grace,
             crawlers,
             crawl_interval,
+            metrics_bind,
             secrets,
         })
     }

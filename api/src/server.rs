@@ -30,13 +30,16 @@ pub struct AppState {
     pub oauth: Arc<crate::oauth_runtime::OAuthRuntime>,
     /// Where blob bytes live (`blob_routes.rs`).
     pub blobstore: Arc<dyn blobstore::BlobStore>,
+    /// The firehose seq high-water mark in the data directory (`high_water.rs`).
+    pub high_water: Arc<crate::high_water::HighWater>,
 }
 
 pub fn router(config: Config, log: EventLog, blobstore: Arc<dyn blobstore::BlobStore>) -> Router {
     let appender = projections::Appender::new(log.clone());
     let firehose = crate::firehose::Settings::from_config(&config);
     let oauth = Arc::new(crate::oauth_runtime::OAuthRuntime::new(&config));
-    let state = AppState { config: Arc::new(config), log, appender, oauth, blobstore };
+    let high_water = Arc::new(crate::high_water::HighWater::new(&config.data_directory));
+    let state = AppState { config: Arc::new(config), log, appender, oauth, blobstore, high_water };
     let oauth_resource = axum::middleware::from_fn_with_state(state.clone(), crate::oauth_resource::layer);
     let oauth_nonces = axum::middleware::from_fn_with_state(state.clone(), crate::oauth_routes::nonce_layer);
     Router::new()
@@ -54,6 +57,7 @@ pub fn router(config: Config, log: EventLog, blobstore: Arc<dyn blobstore::BlobS
         .merge(crate::server_email::routes())
         .merge(crate::sync_routes::routes())
         .merge(crate::blob_routes::routes())
+        .merge(crate::metrics::routes())
         .route("/", get(banner))
         .route("/robots.txt", get(robots))
         .route("/xrpc/_health", get(health))
@@ -63,6 +67,7 @@ pub fn router(config: Config, log: EventLog, blobstore: Arc<dyn blobstore::BlobS
         .layer(axum::middleware::from_fn(crate::xrpc::plain_rejections_as_xrpc))
         .layer(oauth_resource)
         .layer(oauth_nonces)
+        .layer(axum::middleware::from_fn(crate::observe::layer))
         .with_state(state)
 }
 
@@ -154,11 +159,34 @@ pub fn redact(url: &str) -> String {
 /// Binds and serves until ctrl-c / SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let log = open_log(&config).await?;
-    // One task per catch-up projector, for the life of the process.
-    let runners = projections::runner::spawn(&log, &projections::all());
+    // Relays ignore seqs at or below their cursor: never start below what was served.
+    crate::high_water::reconcile(&config.data_directory, &log).await?;
+    crate::metrics::observe_log(&log);
     let blobstore = config.blobstore.open().map_err(|e| anyhow::anyhow!("opening the blob store: {e}"))?;
-    let cleaner = crate::blob_routes::spawn_temp_blob_cleaner(&config, &log, blobstore.clone())?;
-    let crawlers = crate::crawlers::Crawlers::new(&config.hostname, &config.crawlers, config.crawl_interval).spawn(log.clone());
+    // Run-once jobs: each on one node at a time (`jobs.rs`).
+    let node = crate::jobs::node_id(&config);
+    let mut jobs = Vec::new();
+    for p in projections::all().into_iter().filter(|p| p.kind == projections::Kind::CatchUp) {
+        let l = log.clone();
+        let start: crate::jobs::Start = Box::new(move || Ok(tokio::spawn(projections::runner::run(l.clone(), p))));
+        jobs.push(crate::jobs::spawn(log.clone(), format!("projector:{}", p.name), node.clone(), start));
+    }
+    {
+        let (c, l, b) = (config.clone(), log.clone(), blobstore.clone());
+        let start: crate::jobs::Start = Box::new(move || crate::blob_routes::spawn_temp_blob_cleaner(&c, &l, b.clone()));
+        jobs.push(crate::jobs::spawn(log.clone(), "blob-cleaner".into(), node.clone(), start));
+    }
+    if !config.crawlers.is_empty() {
+        let crawlers = crate::crawlers::Crawlers::new(&config.hostname, &config.crawlers, config.crawl_interval);
+        let l = log.clone();
+        let start: crate::jobs::Start = Box::new(move || {
+            crawlers.clone().spawn(l.clone()).ok_or_else(|| anyhow::anyhow!("no crawlers configured"))
+        });
+        jobs.push(crate::jobs::spawn(log.clone(), "crawl-notifier".into(), node.clone(), start));
+    }
+    if let Some(bind) = config.metrics_bind {
+        jobs.push(crate::metrics::spawn_listener(bind, log.clone()).await?);
+    }
     let bind = config.bind;
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let local = listener.local_addr()?;
@@ -172,12 +200,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let app = router(config, log, blobstore).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
-    for r in runners {
-        r.abort();
-    }
-    cleaner.abort();
-    if let Some(c) = crawlers {
-        c.abort();
+    // Aborting a job's lease task drops its lease; the job's own task stops with the runtime.
+    for j in jobs {
+        j.abort();
     }
     Ok(())
 }
