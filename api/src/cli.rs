@@ -44,6 +44,26 @@ enum Command {
     /// Operator views of the event log.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// A consistent copy of the running server into a new directory DEST: the database (SQLite:
+    /// VACUUM INTO; Postgres: the whole log), blobs, secrets.env and a manifest.
+    Backup { dest: PathBuf },
+    /// Bring a backup back into the configured (empty) database and data directory — SQLite or
+    /// Postgres, whichever the backup came from — with the firehose seq above every seq served.
+    Restore {
+        src: PathBuf,
+        /// SQLite: move an existing database (and secrets.env) aside instead of refusing.
+        #[arg(long)]
+        force: bool,
+        /// Also start the sequence above this seq (e.g. a relay's cursor from `pds relay status`).
+        #[arg(long)]
+        min_seq: Option<i64>,
+    },
+    /// The relays of PDS_CRAWLERS: what they say about us, and asking them to crawl.
+    #[command(subcommand)]
+    Relay(RelayCommand),
+    /// The firehose sequence.
+    #[command(subcommand)]
+    Seq(SeqCommand),
     /// Account and invite administration of a RUNNING server over HTTP (the `pdsadmin` jobs).
     Admin {
         /// The server (default: http://localhost:<PDS_PORT>).
@@ -55,6 +75,23 @@ enum Command {
         #[command(subcommand)]
         command: crate::admin_cli::AdminCommand,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum RelayCommand {
+    /// For each relay: getHostStatus (status, its seq vs our head) and whether a crawl is due.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// POST requestCrawl to every relay now.
+    Crawl,
+}
+
+#[derive(Subcommand, Debug)]
+enum SeqCommand {
+    /// Make the next firehose seq greater than N (when a relay's cursor is above our head).
+    Raise { n: i64 },
 }
 
 #[derive(Subcommand, Debug)]
@@ -153,6 +190,51 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
                 Ok(()) => 0,
                 Err(e) => {
                     let _ = writeln!(err, "pds events tail: {e:#}");
+                    1
+                }
+            }
+        }
+        Command::Backup { dest } => {
+            let progress: &mut dyn Write = &mut *err;
+            match with_runtime(|config| async move { crate::backup::backup(&config, &dest, out, progress).await }) {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = writeln!(err, "pds backup: {e:#}");
+                    1
+                }
+            }
+        }
+        Command::Restore { src, force, min_seq } => {
+            let progress: &mut dyn Write = &mut *err;
+            match with_runtime(|config| async move { crate::backup::restore(&config, &src, force, min_seq, out, progress).await }) {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = writeln!(err, "pds restore: {e:#}");
+                    1
+                }
+            }
+        }
+        Command::Relay(cmd) => {
+            let result = with_runtime(|config| async move {
+                match cmd {
+                    RelayCommand::Status { json } => crate::relay_cli::status(&config, json, out).await,
+                    RelayCommand::Crawl => crate::relay_cli::crawl(&config, out).await,
+                }
+            });
+            match result {
+                Ok(true) => 0,
+                Ok(false) => 1,
+                Err(e) => {
+                    let _ = writeln!(err, "pds relay: {e:#}");
+                    1
+                }
+            }
+        }
+        Command::Seq(SeqCommand::Raise { n }) => {
+            match with_runtime(|config| async move { crate::relay_cli::raise_seq(&config, n, out).await }) {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = writeln!(err, "pds seq raise: {e:#}");
                     1
                 }
             }

@@ -44,20 +44,18 @@ pub async fn replay(config: &Config, projection: Option<&str>, err: &mut dyn Wri
     });
     let job = projections::replay::replay(&log, selected, progress);
     tokio::pin!(job);
+    let mut bar = crate::progress::Progress::new("replay", "events", 0);
     let report = loop {
         tokio::select! {
             done = &mut job => break done?,
             Some(p) = rx.recv() => {
-                let _ = writeln!(
-                    err,
-                    "replay: {}/{} events ({} ev/s)",
-                    thousands(p.done),
-                    thousands(p.total),
-                    thousands(rate(p.done, p.elapsed))
-                );
+                if let Some(line) = bar.update(p.done, p.total) {
+                    let _ = writeln!(err, "{line}");
+                }
             }
         }
     };
+    bar.finish();
     let _ = writeln!(
         err,
         "replay: done: rebuilt {} from {} events (up to position {}) in {:.1} s ({} ev/s)",

@@ -283,3 +283,14 @@ impl EventLog {
         Ok(head)
     }
 }
+
+impl EventLog {
+    /// SQLite: folds the write-ahead log into the database file (`wal_checkpoint(TRUNCATE)`), so
+    /// the file alone is complete (before copying it). Postgres: nothing to do.
+    pub async fn checkpoint_wal(&self) -> Result<(), LogError> {
+        if let Reader::Sqlite(p) = &self.inner.reader {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(p).await?;
+        }
+        Ok(())
+    }
+}
