@@ -92,10 +92,12 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 pub(crate) fn client_ip(req: &Request) -> IpAddr {
-    req.extensions()
+    let peer = req
+        .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    crate::observe::forwarded_client(peer, req.headers())
 }
 
 /// `DPoP-Nonce` on every OAuth response and every response to a request that carried a DPoP

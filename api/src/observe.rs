@@ -8,7 +8,12 @@
 //!   line for sign-up, sign-in and refresh (`createAccount`, `createSession`, `refreshSession`,
 //!   `/oauth/token`: who — DID and handle from the reply — and the outcome). Tokens, passwords and
 //!   bodies are never logged.
+//!
+//! Behind a reverse proxy the client address is taken from `X-Forwarded-For` as the reference PDS
+//! does (express `trust proxy` = loopback, link-local and unique-local/private peers): from the
+//! right, the first address that is not itself such a proxy ([`forwarded_client`]).
 
+use std::net::IpAddr;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -61,8 +66,46 @@ fn auth_event(path: &str) -> Option<&'static str> {
     }
 }
 
+/// Whether `ip` is an address a trusted proxy may have (loopback, link-local, private/unique-local).
+fn trusted_proxy(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return trusted_proxy(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// The client's address: the peer, or — when the peer is a trusted proxy — the right-most
+/// `X-Forwarded-For` entry that is not itself a trusted proxy.
+pub fn forwarded_client(peer: IpAddr, headers: &axum::http::HeaderMap) -> IpAddr {
+    if !trusted_proxy(peer) {
+        return peer;
+    }
+    let mut client = peer;
+    let hops = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
+    for hop in hops.rsplit(',') {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !trusted_proxy(ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    client
+}
+
 pub async fn layer(req: Request, next: Next) -> Response {
     let id = request_id(&req);
+    let peer = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    let ip = peer.map(|p| forwarded_client(p, req.headers()).to_string()).unwrap_or_else(|| "-".into());
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let label = route_label(&path);
@@ -81,9 +124,9 @@ pub async fn layer(req: Request, next: Next) -> Response {
         }
         let ms = elapsed.as_secs_f64() * 1000.0;
         if status.is_server_error() {
-            tracing::error!(%method, %path, status = status.as_u16(), ms, "request failed");
+            tracing::error!(%method, %path, status = status.as_u16(), ms, %ip, "request failed");
         } else {
-            tracing::info!(%method, %path, status = status.as_u16(), ms, "request");
+            tracing::info!(%method, %path, status = status.as_u16(), ms, %ip, "request");
         }
         match event {
             Some(event) => log_auth_event(event, response).await,
@@ -118,4 +161,29 @@ async fn log_auth_event(event: &'static str, response: Response) -> Response {
     };
     tracing::info!(event, did = %did, handle = %field("handle"), "auth: {event}");
     Response::from_parts(parts, Body::from(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forwarded_client;
+
+    #[test]
+    fn forwarded_for_is_trusted_only_from_proxies() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap_or_else(|e| panic!("{s}: {e}"));
+        let cases: &[(&str, Option<&str>, &str)] = &[
+            ("203.0.113.9", Some("198.51.100.1"), "203.0.113.9"), // a public peer is the client
+            ("127.0.0.1", None, "127.0.0.1"),
+            ("127.0.0.1", Some("198.51.100.1"), "198.51.100.1"),
+            ("127.0.0.1", Some("6.6.6.6, 198.51.100.1, 10.0.0.2"), "198.51.100.1"), // spoofed left part ignored
+            ("10.1.2.3", Some("garbage"), "10.1.2.3"),
+            ("::1", Some("2001:db8::7"), "2001:db8::7"),
+        ];
+        for (peer, xff, want) in cases {
+            let mut h = axum::http::HeaderMap::new();
+            if let Some(x) = xff {
+                h.insert("x-forwarded-for", x.parse().unwrap_or_else(|_| panic!("{x}")));
+            }
+            assert_eq!(forwarded_client(ip(peer), &h), ip(want), "{peer} {xff:?}");
+        }
+    }
 }
