@@ -9,7 +9,7 @@
 //!   already seen: the head is raised to the mark, so the next seq is above every seq ever served
 //!   and no relay ignores us (the reference PDS's "relay desync", fixed there by hand).
 //!
-//! The file is one line, `<seq>\n`, replaced atomically (write, fsync, rename).
+//! The file is one line, `<seq>\n`, replaced atomically (write, rename).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -36,23 +36,28 @@ pub fn read(data_directory: &Path) -> anyhow::Result<i64> {
     }
 }
 
-/// Replaces the file with `seq` (atomically; fsynced before the rename).
+/// Replaces the file with `seq` (atomically, by rename). Not fsynced: it sits on the firehose's
+/// path, and it guards against an OLDER database coming back, not against power loss — after a
+/// crash the database itself (fsynced at every commit) is at or above every seq served.
 pub fn write(data_directory: &Path, seq: i64) -> std::io::Result<()> {
-    use std::io::Write;
     std::fs::create_dir_all(data_directory)?;
     let p = path(data_directory);
     let tmp = data_directory.join(format!("{FILE}.tmp"));
-    let mut f = std::fs::File::create(&tmp)?;
-    writeln!(f, "{seq}")?;
-    f.sync_all()?;
+    std::fs::write(&tmp, format!("{seq}\n"))?;
     std::fs::rename(&tmp, &p)
+}
+
+/// [`write`], fsynced (CLI jobs: restore, `seq raise`).
+pub fn write_durable(data_directory: &Path, seq: i64) -> std::io::Result<()> {
+    write(data_directory, seq)?;
+    std::fs::File::open(path(data_directory))?.sync_all()
 }
 
 /// Raises the mark to `seq` if it is lower (never lowers it).
 pub fn raise(data_directory: &Path, seq: i64) -> anyhow::Result<i64> {
     let current = read(data_directory)?;
     if seq > current {
-        write(data_directory, seq)?;
+        write_durable(data_directory, seq)?;
         return Ok(seq);
     }
     Ok(current)
