@@ -1,6 +1,6 @@
 //! Run-once background jobs: the crawl notifier, the temporary-blob cleaner and each catch-up
 //! projector run on exactly ONE node at a time. A node runs a job while it holds the job's lease
-//! (`EventLog::try_lease`: a Postgres advisory lock on a connection of its own; SQLite: always
+//! (`EventLog::lease_claim`: a Postgres advisory lock on a connection of its own; SQLite: always
 //! this process); the others retry every [`RETRY`]. When the holder dies its session ends, Postgres
 //! releases the lock, and another node takes over within about a second. A holder that loses its
 //! lease connection stops the job at once (checked every [`CHECK`]).
@@ -32,9 +32,10 @@ pub fn spawn(log: EventLog, name: String, node: String, start: Start) -> JoinHan
     tokio::spawn(async move {
         let metrics = crate::metrics::get();
         metrics.set_job_leader(&name, false);
+        let mut claim = log.lease_claim(&name);
         loop {
-            match log.try_lease(&name).await {
-                Ok(Some(mut lease)) => match start() {
+            match claim.try_acquire().await {
+                Ok(true) => match start() {
                     Ok(mut task) => {
                         metrics.set_job_leader(&name, true);
                         tracing::info!(job = %name, node = %node, "job lease taken: this node runs {name}");
@@ -42,7 +43,7 @@ pub fn spawn(log: EventLog, name: String, node: String, start: Start) -> JoinHan
                             tokio::select! {
                                 _ = &mut task => break false,
                                 _ = tokio::time::sleep(CHECK) => {
-                                    if !lease.alive().await {
+                                    if !claim.alive().await {
                                         break true;
                                     }
                                 }
@@ -55,14 +56,14 @@ pub fn spawn(log: EventLog, name: String, node: String, start: Start) -> JoinHan
                         } else {
                             tracing::warn!(job = %name, node = %node, "job {name} ended; releasing its lease");
                         }
-                        drop(lease);
+                        claim.release().await;
                     }
                     Err(e) => {
                         tracing::error!(job = %name, error = %e, "job could not start");
-                        drop(lease);
+                        claim.release().await;
                     }
                 },
-                Ok(None) => {}
+                Ok(false) => {}
                 Err(e) => tracing::warn!(job = %name, error = %e, "taking the job lease failed; retrying"),
             }
             tokio::time::sleep(RETRY).await;

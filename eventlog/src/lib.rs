@@ -17,7 +17,7 @@ mod tail;
 mod transfer;
 mod writer;
 
-pub use lease::{lease_key, Lease};
+pub use lease::{lease_key, LeaseClaim};
 pub use transfer::{ExportError, ExportProgress};
 
 use std::fmt;
