@@ -73,7 +73,11 @@ pub async fn replay(config: &Config, projection: Option<&str>, err: &mut dyn Wri
 pub async fn verify(config: &Config, projection: Option<&str>, out: &mut dyn Write) -> anyhow::Result<bool> {
     let selected = projections::select(projection)?;
     let log = crate::server::open_log(config).await?;
-    let report = projections::verify::verify(&log, &config.database_url, selected).await?;
+    let spinner = crate::progress::Progress::spinner("verify");
+    spinner.message("rebuilding the read models into scratch tables and comparing");
+    let report = projections::verify::verify(&log, &config.database_url, selected).await;
+    spinner.finish();
+    let report = report?;
     let (mut only_live, mut only_rebuilt, mut differ) = (0, 0, 0);
     for t in &report.tables {
         let state = if t.is_clean() { "ok" } else { "DIFFERS" };

@@ -1,4 +1,4 @@
-//! Progress of long CLI jobs (`replay`, `backup`, `restore`): a bar with rate and ETA when stderr
+//! Progress of long CLI jobs (`replay`, `verify`, `backup`, `restore`): a bar with rate and ETA when stderr
 //! is a terminal (`indicatif`), otherwise a plain line at most twice a second, which the caller
 //! writes where it writes its other output (logs, pipes and tests read those).
 
@@ -30,6 +30,28 @@ impl Progress {
             bar
         });
         Progress { label, unit, bar, started: Instant::now(), last_line: None }
+    }
+
+    /// A job without a count (e.g. `verify`): a spinner with the elapsed time on a terminal,
+    /// nothing otherwise (the job prints its own lines).
+    pub fn spinner(label: impl Into<String>) -> Progress {
+        let label = label.into();
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new_spinner();
+            if let Ok(style) = ProgressStyle::with_template(&format!("{label}: {{spinner}} {{msg}} ({{elapsed}})")) {
+                bar.set_style(style);
+            }
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        Progress { label, unit: "", bar, started: Instant::now(), last_line: None }
+    }
+
+    /// A message beside the spinner or bar (terminal only).
+    pub fn message(&self, msg: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(msg.to_owned());
+        }
     }
 
     /// Records progress; returns a plain line to print when there is no bar and it is time.
