@@ -46,8 +46,13 @@ pub struct Config {
     pub contact_email_address: Option<String>,
     pub dev_mode: bool,
     /// `PDS_DID_PLC_URL`: the PLC directory new did:plc identities are submitted to (default
-    /// `https://plc.directory`, as the reference).
+    /// `https://plc.directory`, as the reference). With [`Config::embedded_plc`], this server's
+    /// public URL.
     pub did_plc_url: String,
+    /// Serve and use the embedded PLC directory (this database): `PDS_DID_PLC_URL` unset and a
+    /// hostname no one else can reach ([`is_private_hostname`]), so a local server never
+    /// registers DIDs pointing at itself in the public directory.
+    pub embedded_plc: bool,
     /// `PDS_MAX_SUBSCRIPTION_BUFFER`: firehose frames a live subscriber may lag behind (500).
     pub max_subscription_buffer: usize,
     /// `PDS_REPO_BACKFILL_LIMIT_MS`: how far back a firehose cursor may reach (24 h).
@@ -168,6 +173,29 @@ fn is_local(hostname: &str) -> bool {
     hostname == "localhost" || hostname.ends_with(".localhost") || hostname.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Special-use and private-use top-level domains (RFC 6761, RFC 6762, RFC 8375, ICANN's
+/// `.internal`): names under them never resolve on the public internet.
+const PRIVATE_TLDS: &[&str] = &["localhost", "test", "local", "internal", "invalid", "example", "home.arpa"];
+
+/// A hostname no one outside this machine or network can reach: `localhost` or a name under
+/// `.localhost`, `.test`, `.local`, `.internal`, `.invalid`, `.example` or `.home.arpa`, or an IP
+/// address that is not globally routable (loopback, private, link-local, unspecified; IPv6
+/// unique-local and link-local). On such a hostname, with `PDS_DID_PLC_URL` unset, the server
+/// runs the embedded PLC directory instead of registering its DIDs at `https://plc.directory`.
+pub fn is_private_hostname(hostname: &str) -> bool {
+    let h = hostname.trim_end_matches('.').to_ascii_lowercase();
+    if let Ok(ip) = h.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        return match ip {
+            IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified(),
+            IpAddr::V6(v6) => {
+                let first = v6.segments()[0];
+                v6.is_loopback() || v6.is_unspecified() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+            }
+        };
+    }
+    PRIVATE_TLDS.iter().any(|tld| h == *tld || h.ends_with(&format!(".{tld}")))
+}
+
 impl Config {
     /// Reads the configuration, creating the data directory and generating missing secrets.
     pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
@@ -281,6 +309,13 @@ impl Config {
             None => None,
         };
         let secrets = Secrets::load_or_generate(env, &data_directory)?;
+        let plc_url = env.get("PDS_DID_PLC_URL");
+        let embedded_plc = plc_url.is_none() && is_private_hostname(&hostname);
+        let did_plc_url = match plc_url {
+            Some(url) => url,
+            None if embedded_plc => public_url.clone(),
+            None => DEFAULT_DID_PLC_URL.to_string(),
+        };
         Ok(Config {
             bind: SocketAddr::new(bind_ip, port),
             hostname,
@@ -296,7 +331,8 @@ impl Config {
             terms_of_service_url: env.get("PDS_TERMS_OF_SERVICE_URL"),
             contact_email_address: env.get("PDS_CONTACT_EMAIL_ADDRESS"),
             dev_mode,
-            did_plc_url: env.get("PDS_DID_PLC_URL").unwrap_or_else(|| DEFAULT_DID_PLC_URL.to_string()),
+            did_plc_url,
+            embedded_plc,
             max_subscription_buffer,
             repo_backfill_limit,
             redis_scratch_address: env.get("PDS_REDIS_SCRATCH_ADDRESS"),
@@ -308,5 +344,49 @@ impl Config {
             metrics_bind,
             secrets,
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_hostnames() {
+        for h in [
+            "localhost", "pds.localhost", "127.0.0.1", "::1", "[::1]", "10.1.2.3", "192.168.0.7", "172.16.5.4",
+            "169.254.1.1", "0.0.0.0", "fd00::1", "fe80::1", "pds.test", "alice.test", "box.local", "pds.internal",
+            "x.invalid", "pds.example", "nas.home.arpa", "PDS.TEST.",
+        ] {
+            assert!(is_private_hostname(h), "{h} is private");
+        }
+        for h in ["pds.example.com", "bsky.social", "8.8.8.8", "2001:4860::8888", "test.com", "localhost.com", "mytest"] {
+            assert!(!is_private_hostname(h), "{h} is public");
+        }
+    }
+
+    fn load(vars: &[(&str, &str)]) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env: HashMap<String, String> =
+            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        env.insert("PDS_DATA_DIRECTORY".into(), dir.path().join("data").display().to_string());
+        Config::load(&env).unwrap()
+    }
+
+    #[test]
+    fn embedded_plc_only_on_a_private_hostname_without_a_directory() {
+        let local = load(&[]);
+        assert!(local.embedded_plc);
+        assert_eq!(local.did_plc_url, "http://localhost:2583");
+        let test_tld = load(&[("PDS_HOSTNAME", "pds.test")]);
+        assert!(test_tld.embedded_plc);
+        assert_eq!(test_tld.did_plc_url, "https://pds.test");
+        let given = load(&[("PDS_DID_PLC_URL", "http://127.0.0.1:9999")]);
+        assert!(!given.embedded_plc);
+        assert_eq!(given.did_plc_url, "http://127.0.0.1:9999");
+        let public = load(&[("PDS_HOSTNAME", "pds.example.com")]);
+        assert!(!public.embedded_plc);
+        assert_eq!(public.did_plc_url, DEFAULT_DID_PLC_URL);
     }
 }

@@ -254,7 +254,7 @@ pub fn routes() -> Router<AppState> {
     Router::new().route(
         "/metrics",
         routing::get(|State(state): State<AppState>, headers: HeaderMap| async move {
-            if let Err(e) = crate::admin::require_admin(&state, &headers) {
+            if let Err(e) = crate::xrpc::auth::require_admin(&state, &headers) {
                 let mut r = e.into_response();
                 r.headers_mut().insert(header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Basic realm=\"pds metrics\""));
                 return r;

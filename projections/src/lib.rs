@@ -12,6 +12,7 @@ pub mod checkpoints;
 pub mod event_stats;
 pub mod invites;
 pub mod oauth;
+pub mod plc_operations;
 mod projector;
 pub mod records;
 pub mod replay;
@@ -34,6 +35,7 @@ pub fn all() -> Vec<Projector> {
         records::PROJECTOR,
         blobs::PROJECTOR,
         oauth::PROJECTOR,
+        plc_operations::PROJECTOR,
         event_stats::PROJECTOR,
     ]
 }
