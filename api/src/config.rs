@@ -77,7 +77,91 @@ pub struct Config {
     /// `PDS_METRICS_BIND` (ours, `host:port`): also serve `/metrics` there, without auth (for a
     /// scraper on a private address); unset = only on the main listener, behind the admin password.
     pub metrics_bind: Option<SocketAddr>,
+    /// Where XRPC calls not served here are proxied, and the proxy's limits (`proxy/`).
+    pub proxy: ProxyConfig,
+    /// `PDS_BSKY_APP_VIEW_CDN_URL_PATTERN`: image URLs in read-after-write views
+    /// (`util.format`-style: three `%s` = preset, DID, CID); unset → our `getBlob` URL.
+    pub bsky_cdn_url_pattern: Option<String>,
     pub secrets: Secrets,
+}
+
+/// A service calls are proxied to by default: its URL and its DID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceTarget {
+    pub url: String,
+    pub did: String,
+}
+
+/// The proxy's settings, with the reference's names and defaults.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// `PDS_BSKY_APP_VIEW_URL` + `PDS_BSKY_APP_VIEW_DID`: every NSID without a more specific
+    /// service (`app.bsky.*`, `chat.bsky.*`, …).
+    pub bsky_app_view: Option<ServiceTarget>,
+    /// `PDS_MOD_SERVICE_URL` + `PDS_MOD_SERVICE_DID`: the `tools.ozone.*` methods.
+    pub mod_service: Option<ServiceTarget>,
+    /// `PDS_REPORT_SERVICE_URL` + `PDS_REPORT_SERVICE_DID`: `com.atproto.moderation.createReport`
+    /// (default: the mod service, as the reference).
+    pub report_service: Option<ServiceTarget>,
+    /// `PDS_DISABLE_SSRF_PROTECTION` (default: `PDS_DEV_MODE`): endpoints found in DID documents may
+    /// then be plain HTTP and private addresses.
+    pub disable_ssrf_protection: bool,
+    /// `PDS_PROXY_HEADERS_TIMEOUT` (ms, 10 s): from the request sent to the response headers.
+    pub headers_timeout: std::time::Duration,
+    /// `PDS_PROXY_BODY_TIMEOUT` (ms, 30 s): longest silence between two chunks of a response body.
+    pub body_timeout: std::time::Duration,
+    /// `PDS_PROXY_MAX_RESPONSE_SIZE` (bytes, 10 MiB).
+    pub max_response_size: u64,
+    /// `PDS_DID_CACHE_STALE_TTL` (ms, 1 h): a resolved service DID document is used as is; after
+    /// that it is used once more while it is resolved again.
+    pub did_cache_stale_ttl: std::time::Duration,
+    /// `PDS_DID_CACHE_MAX_TTL` (ms, 1 day): never used older than this.
+    pub did_cache_max_ttl: std::time::Duration,
+}
+
+fn service_target(env: &dyn Env, url_name: &'static str, did_name: &'static str) -> Result<Option<ServiceTarget>, ConfigError> {
+    let Some(url) = env.get(url_name) else { return Ok(None) };
+    let parsed = url::Url::parse(url.trim()).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    if parsed.is_none() {
+        return Err(ConfigError::Invalid { name: url_name, expected: "an http(s) URL", found: url });
+    }
+    let did = env.get(did_name).ok_or(ConfigError::Invalid {
+        name: did_name,
+        expected: "set (a DID) when its service URL is set",
+        found: String::new(),
+    })?;
+    if !domain::syntax::is_valid_did(did.trim()) {
+        return Err(ConfigError::Invalid { name: did_name, expected: "a DID", found: did });
+    }
+    Ok(Some(ServiceTarget { url: url.trim().trim_end_matches('/').to_owned(), did: did.trim().to_owned() }))
+}
+
+fn proxy_config(env: &dyn Env, dev_mode: bool) -> Result<ProxyConfig, ConfigError> {
+    let ms = |name: &'static str, default: u64| -> Result<std::time::Duration, ConfigError> {
+        Ok(std::time::Duration::from_millis(match env.get(name) {
+            Some(v) => parse_num(name, &v)?,
+            None => default,
+        }))
+    };
+    let mod_service = service_target(env, "PDS_MOD_SERVICE_URL", "PDS_MOD_SERVICE_DID")?;
+    let report_service = service_target(env, "PDS_REPORT_SERVICE_URL", "PDS_REPORT_SERVICE_DID")?.or_else(|| mod_service.clone());
+    Ok(ProxyConfig {
+        bsky_app_view: service_target(env, "PDS_BSKY_APP_VIEW_URL", "PDS_BSKY_APP_VIEW_DID")?,
+        mod_service,
+        report_service,
+        disable_ssrf_protection: match env.get("PDS_DISABLE_SSRF_PROTECTION") {
+            Some(v) => parse_bool("PDS_DISABLE_SSRF_PROTECTION", &v)?,
+            None => dev_mode,
+        },
+        headers_timeout: ms("PDS_PROXY_HEADERS_TIMEOUT", 10_000)?,
+        body_timeout: ms("PDS_PROXY_BODY_TIMEOUT", 30_000)?,
+        max_response_size: match env.get("PDS_PROXY_MAX_RESPONSE_SIZE") {
+            Some(v) => parse_num("PDS_PROXY_MAX_RESPONSE_SIZE", &v)?,
+            None => 10 * 1024 * 1024,
+        },
+        did_cache_stale_ttl: ms("PDS_DID_CACHE_STALE_TTL", 60 * 60 * 1000)?,
+        did_cache_max_ttl: ms("PDS_DID_CACHE_MAX_TTL", 24 * 60 * 60 * 1000)?,
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -308,6 +392,7 @@ impl Config {
             })?),
             None => None,
         };
+        let proxy = proxy_config(env, dev_mode)?;
         let secrets = Secrets::load_or_generate(env, &data_directory)?;
         let plc_url = env.get("PDS_DID_PLC_URL");
         let embedded_plc = plc_url.is_none() && is_private_hostname(&hostname);
@@ -342,6 +427,8 @@ impl Config {
             crawlers,
             crawl_interval,
             metrics_bind,
+            proxy,
+            bsky_cdn_url_pattern: env.get("PDS_BSKY_APP_VIEW_CDN_URL_PATTERN").filter(|v| !v.trim().is_empty()),
             secrets,
         })
     }

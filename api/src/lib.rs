@@ -4,6 +4,7 @@
 //! `xrpc/` is the kernel (method table mounting, checks, auth, errors); `routes/` holds the route
 //! modules by namespace and THE method table (`routes::methods`); `cli/` the `pds` subcommands.
 
+pub mod appview;
 pub mod blob_cleaner;
 pub mod cli;
 pub mod config;
@@ -16,6 +17,8 @@ pub mod metrics;
 pub mod observe;
 pub mod mail;
 pub mod oauth_runtime;
+pub mod proxy;
+pub mod read_after_write;
 pub mod routes;
 pub mod secrets;
 pub mod server;

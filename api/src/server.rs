@@ -1,12 +1,9 @@
 //! The HTTP server: `AppState`, the router (the method table of `routes/` mounted by the XRPC
 //! kernel, the other routes, the global layers), the fallback for XRPC methods not served here
-//! (`MethodNotImplemented` until the proxy lands), `serve`, and the catch-up projection runners.
+//! (the proxy, `proxy/`), `serve`, and the catch-up projection runners.
 
 use std::sync::Arc;
 
-use axum::extract::Request;
-use axum::http::Method;
-use axum::response::{IntoResponse, Response};
 use axum::Router;
 
 use eventlog::EventLog;
@@ -28,6 +25,8 @@ pub struct AppState {
     pub blobstore: Arc<dyn blobstore::BlobStore>,
     /// The firehose seq high-water mark in the data directory (`high_water.rs`).
     pub high_water: Arc<crate::high_water::HighWater>,
+    /// The proxy for every XRPC method not served here (`proxy/`).
+    pub proxy: crate::proxy::SharedProxy,
 }
 
 pub fn router(config: Config, log: EventLog, blobstore: Arc<dyn blobstore::BlobStore>) -> Router {
@@ -35,10 +34,11 @@ pub fn router(config: Config, log: EventLog, blobstore: Arc<dyn blobstore::BlobS
     let firehose = crate::routes::com_atproto::sync::subscribe_repos::Settings::from_config(&config);
     let oauth = Arc::new(crate::oauth_runtime::OAuthRuntime::new(&config));
     let high_water = Arc::new(crate::high_water::HighWater::new(&config.data_directory));
-    let state = AppState { config: Arc::new(config), log, appender, oauth, blobstore, high_water };
+    let proxy = Arc::new(crate::proxy::Proxy::new(&config));
+    let state = AppState { config: Arc::new(config), log, appender, oauth, blobstore, high_water, proxy };
     let oauth_nonces = axum::middleware::from_fn_with_state(state.clone(), crate::routes::oauth::server::nonce_layer);
     let methods = crate::routes::methods(firehose);
-    crate::xrpc::router(&state, methods, unknown_method)
+    crate::xrpc::router(&state, methods, crate::proxy::handle)
         .merge(crate::routes::other())
         .merge(crate::routes::plc_directory::routes(&state.config))
         .merge(crate::metrics::routes())
@@ -47,23 +47,6 @@ pub fn router(config: Config, log: EventLog, blobstore: Arc<dyn blobstore::BlobS
         .layer(oauth_nonces)
         .layer(axum::middleware::from_fn(crate::observe::layer))
         .with_state(state)
-}
-
-/// THE fallback for every `/xrpc/<nsid>` that is not in the method table (the seam where the
-/// proxy to other services plugs in).
-async fn unknown_method(method: Method, req: Request) -> Response {
-    let nsid = req.uri().path().trim_start_matches("/xrpc/");
-    if !domain::syntax::is_valid_nsid(nsid) {
-        return XrpcError::invalid_request("invalid xrpc path").into_response();
-    }
-    // A method the lexicons know, called with the wrong HTTP method (as the reference's catchall).
-    if let Some(expected) = crate::xrpc::methods::http_method(nsid) {
-        if method != expected && !(method == Method::HEAD && expected == Method::GET) {
-            return XrpcError::invalid_request(format!("Incorrect HTTP method ({method}) expected {expected}"))
-                .into_response();
-        }
-    }
-    XrpcError::method_not_implemented().into_response()
 }
 
 async fn not_found() -> XrpcError {

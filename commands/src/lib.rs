@@ -34,6 +34,7 @@ pub mod oauth_refresh_token;
 pub mod oauth_revoke;
 pub mod plc_client;
 pub mod plc_directory;
+pub mod put_preferences;
 pub mod refresh_session;
 pub mod resolve_did;
 pub mod repo_tree;
@@ -82,6 +83,7 @@ pub use reset_password::reset_password;
 pub use delete_account::delete_account;
 pub use sign_plc_operation::{sign_plc_operation, PlcOperationFields};
 pub use submit_plc_operation::submit_plc_operation;
+pub use put_preferences::{get_preferences, parse_put_body, put_preferences};
 
 /// What every command needs: the appender (and through it the log) and the server's settings and
 /// secrets.
@@ -507,4 +509,11 @@ pub(crate) fn email_token_error(e: account::AccountError) -> CommandError {
         account::AccountError::ExpiredToken => CommandError::ExpiredToken("Token is expired".into()),
         e => account_error(e),
     }
+}
+
+/// A procedure's JSON input checked against its lexicon (the embedded catalog): anything else is
+/// `InvalidRequest` naming where (`Input/preferences/1 …`).
+pub fn validate_input(nsid: &str, body: &serde_json::Value) -> Result<(), CommandError> {
+    let data = domain::json::json_to_ipld(body).map_err(|e| CommandError::InvalidRequest(format!("Input: {e}")))?;
+    lexicon_docs::catalog().validate_input(nsid, &data).map_err(|e| CommandError::InvalidRequest(e.to_string()))
 }

@@ -93,6 +93,13 @@ fn migrator() -> Migrator {
             MigrationType::Simple,
             Cow::Borrowed(include_str!("../../migrations/postgres/0011_plc_directory.sql")),
             false,
+        ),
+        Migration::new(
+            14,
+            Cow::Borrowed("bsky app: account preferences, records by rev"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/postgres/0014_bsky_app.sql")),
+            false,
         )]),
         ..Migrator::DEFAULT
     }

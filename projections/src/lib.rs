@@ -14,6 +14,7 @@ pub mod invites;
 pub mod oauth;
 pub mod plc_operations;
 mod projector;
+pub mod preferences;
 pub mod records;
 pub mod replay;
 pub mod repo_blocks;
@@ -36,6 +37,7 @@ pub fn all() -> Vec<Projector> {
         blobs::PROJECTOR,
         oauth::PROJECTOR,
         plc_operations::PROJECTOR,
+        preferences::PROJECTOR,
         event_stats::PROJECTOR,
     ]
 }
