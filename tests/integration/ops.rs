@@ -2,8 +2,8 @@
 //! - `pds backup` under a write storm, restored into a fresh SQLite directory, into the same
 //!   directory (`--force`) and into Postgres: `pds verify` clean, every record acknowledged before
 //!   the backup and every blob present, and the next firehose seq above every seq served before
-//!   (the fresh targets: before the backup finished; the same directory: ever, from
-//!   `<data>/firehose-seq`);
+//!   (the fresh targets: the backup's `servedSeq`, which covers what was served before and while
+//!   it ran; the same directory: ever, from `<data>/firehose-seq`);
 //! - a server whose database went back in time raises its sequence at start;
 //! - `/metrics` parsed by a Prometheus text parser: present, admin-only on the main port, open on
 //!   `PDS_METRICS_BIND`, and moving under load; request ids; JSON logs that carry them, with
@@ -268,8 +268,10 @@ async fn backup_under_load_restores_everywhere_and_seq_never_goes_back() {
     assert!(!before_backup.is_empty(), "the storm wrote nothing");
     let dest = root.path().join("backup");
     let (dir, e, d) = (a_dir.clone(), env.clone(), dest.clone());
+    // Served before the backup began: the backup's servedSeq must cover it (and it also covers
+    // what was served while it ran, up to its last read of the head).
+    let served_before_backup = sub.max();
     let out = tokio::task::spawn_blocking(move || cli(&dir, &e, &["backup", d.to_str().unwrap()])).await.unwrap();
-    let served_before_backup_end = sub.max();
     let summary = ok(&out);
     assert!(summary.contains("backup: done:"), "{summary}");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -281,7 +283,8 @@ async fn backup_under_load_restores_everywhere_and_seq_never_goes_back() {
     let manifest: Value = serde_json::from_slice(&std::fs::read(dest.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["database"], "full");
     assert_eq!(manifest["blobs"], 3, "{manifest}");
-    assert!(manifest["servedSeq"].as_i64().unwrap() >= served_before_backup_end, "{manifest} vs {served_before_backup_end}");
+    let served_seq = manifest["servedSeq"].as_i64().unwrap();
+    assert!(served_seq >= served_before_backup && served_seq >= manifest["headSeq"].as_i64().unwrap(), "{manifest} vs {served_before_backup}");
     assert_eq!(std::fs::read(a_dir.join("pds-data/firehose-seq")).map(|b| String::from_utf8(b).unwrap().trim().parse::<i64>().unwrap()).unwrap(), served_ever);
     drop(sub);
     drop(a);
@@ -294,7 +297,7 @@ async fn backup_under_load_restores_everywhere_and_seq_never_goes_back() {
     assert_present(&b, &before_backup, &blobs).await;
     let (did, token) = &accounts[0];
     let next = next_seq_after_write(&b, token, did).await;
-    assert!(next > served_before_backup_end, "next seq {next} after a restore into a fresh directory, {served_before_backup_end} served before the backup ended");
+    assert!(next > served_seq, "next seq {next} after a restore into a fresh directory, the backup's servedSeq {served_seq}");
     drop(b);
 
     // 2. The same directory (its database replaced by the older backup): above EVERY seq served.
@@ -315,7 +318,7 @@ async fn backup_under_load_restores_everywhere_and_seq_never_goes_back() {
     let c = start(&c_dir, &pg_env).await;
     assert_present(&c, &before_backup, &blobs).await;
     let next = next_seq_after_write(&c, token, did).await;
-    assert!(next > served_before_backup_end, "Postgres: next seq {next}, {served_before_backup_end} served before the backup ended");
+    assert!(next > served_seq, "Postgres: next seq {next}, the backup's servedSeq {served_seq}");
 
     // 4. And back: a backup of the Postgres server (log only) restores into SQLite.
     let dest2 = root.path().join("backup-pg");
