@@ -42,6 +42,7 @@ pub fn router(config: Config, log: EventLog, blobstore: Arc<dyn blobstore::BlobS
         .merge(crate::routes::other())
         .merge(crate::routes::plc_directory::routes(&state.config))
         .merge(crate::metrics::routes())
+        .merge(crate::routes::tls_check::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn(crate::xrpc::plain_rejections_as_xrpc))
         .layer(oauth_nonces)

@@ -620,3 +620,25 @@ async fn relay_status_compares_seqs_and_crawl_asks_now() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("PDS_CRAWLERS is not set"));
 }
+
+#[tokio::test]
+async fn tls_check_approves_our_hostname_and_hosted_handles_only() {
+    let plc = PlcServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &base_env(&plc, None)).await;
+    account(&s, "gina").await;
+    let check = |q: &str| {
+        let url = format!("{}/tls-check{q}", s.url);
+        async move {
+            let r = reqwest::get(url).await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    assert_eq!(check("?domain=gina.test").await, (200, json!({ "success": true })));
+    assert_eq!(check("?domain=GINA.test").await.0, 200);
+    assert_eq!(check("?domain=localhost").await.0, 200);
+    assert_eq!(check("?domain=nobody.test").await, (404, json!({ "error": "NotFound", "message": "handle not found for this domain" })));
+    assert_eq!(check("?domain=gina.test.attacker.example").await.1["error"], "InvalidRequest");
+    assert_eq!(check("?domain=.test").await.0, 400);
+    assert_eq!(check("").await, (400, json!({ "error": "InvalidRequest", "message": "bad or missing domain query param" })));
+}
