@@ -76,6 +76,9 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// How long open connections may take to finish after ctrl-c / SIGTERM.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Binds and serves until ctrl-c / SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let log = open_log(&config).await?;
@@ -124,7 +127,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.secrets.file.display()
     );
     let app = router(config, log, blobstore).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    // Graceful: stop accepting and let requests finish, but not forever (a slow client reading a
+    // large getRepo): whatever is still open after SHUTDOWN_GRACE is dropped. (Upgraded firehose
+    // connections are not waited for.)
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let signal = {
+        let stopping = stopping.clone();
+        async move {
+            shutdown_signal().await;
+            stopping.notify_one();
+        }
+    };
+    let served = axum::serve(listener, app).with_graceful_shutdown(signal);
+    tokio::select! {
+        r = served => r?,
+        _ = async { stopping.notified().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+            tracing::warn!("requests still running {SHUTDOWN_GRACE:?} after the shutdown signal: dropping them");
+        }
+    }
     // Aborting a job's lease task drops its lease; the job's own task stops with the runtime.
     for j in jobs {
         j.abort();

@@ -642,3 +642,23 @@ async fn tls_check_approves_our_hostname_and_hosted_handles_only() {
     assert_eq!(check("?domain=.test").await.0, 400);
     assert_eq!(check("").await, (400, json!({ "error": "InvalidRequest", "message": "bad or missing domain query param" })));
 }
+
+#[tokio::test]
+async fn sigterm_stops_the_server_even_with_firehose_subscribers_open() {
+    let plc = PlcServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = start(dir.path(), &base_env(&plc, None)).await;
+    let sub = Subscriber::start(&s, None).await;
+    let pid = s.child.id().to_string();
+    let t0 = std::time::Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = loop {
+        if let Some(st) = s.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "pds still running 20 s after SIGTERM with a subscriber open");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+    drop(sub);
+}
