@@ -338,10 +338,21 @@ async fn backup_under_load_restores_everywhere_and_seq_never_goes_back() {
 }
 
 #[tokio::test]
-async fn a_database_behind_the_served_mark_raises_its_sequence_at_start() {
+async fn a_database_behind_the_served_mark_raises_its_sequence_at_start_sqlite() {
+    behind_the_mark(None).await;
+}
+
+#[tokio::test]
+async fn a_database_behind_the_served_mark_raises_its_sequence_at_start_postgres() {
+    let pg = PgDatabase::create().await;
+    behind_the_mark(Some(&pg)).await;
+    pg.drop_now().await;
+}
+
+async fn behind_the_mark(pg: Option<&PgDatabase>) {
     let plc = PlcServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let env = base_env(&plc, None);
+    let env = base_env(&plc, pg);
     let s = start(dir.path(), &env).await;
     let (did, token) = account(&s, "dora").await;
     let head = head_seq(&s).await;
@@ -393,12 +404,23 @@ pub async fn scrape(url: &str, admin: Option<&str>) -> (u16, String) {
 }
 
 #[tokio::test]
-async fn metrics_move_under_load_and_logs_carry_request_ids() {
+async fn metrics_move_under_load_and_logs_carry_request_ids_sqlite() {
+    metrics_and_logs(None).await;
+}
+
+#[tokio::test]
+async fn metrics_move_under_load_and_logs_carry_request_ids_postgres() {
+    let pg = PgDatabase::create().await;
+    metrics_and_logs(Some(&pg)).await;
+    pg.drop_now().await;
+}
+
+async fn metrics_and_logs(pg: Option<&PgDatabase>) {
     let plc = PlcServer::start();
     let dir = tempfile::tempdir().unwrap();
     let metrics_port = free_port();
     let metrics_bind = format!("127.0.0.1:{metrics_port}");
-    let env = with(&base_env(&plc, None), &[("PDS_METRICS_BIND", &metrics_bind), ("PDS_LOG_FORMAT", "json")]);
+    let env = with(&base_env(&plc, pg), &[("PDS_METRICS_BIND", &metrics_bind), ("PDS_LOG_FORMAT", "json")]);
     // The log (stdout) goes to a file.
     let log_path = dir.path().join("pds.log");
     let borrowed: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
