@@ -75,6 +75,9 @@ pub struct Config {
     /// `PDS_CRAWL_INTERVAL_MS` (ours): least time between two requestCrawls to one crawler
     /// (20 minutes, the reference's threshold).
     pub crawl_interval: std::time::Duration,
+    /// `PDS_METRICS_BIND` (ours, `host:port`): also serve `/metrics` there, without auth (for a
+    /// scraper on a private address); unset = only on the main listener, behind the admin password.
+    pub metrics_bind: Option<SocketAddr>,
     /// Where XRPC calls not served here are proxied, and the proxy's limits (`proxy/`).
     pub proxy: ProxyConfig,
     /// `PDS_BSKY_APP_VIEW_CDN_URL_PATTERN`: image URLs in read-after-write views
@@ -376,6 +379,14 @@ impl Config {
             Some(v) => std::time::Duration::from_millis(parse_num("PDS_CRAWL_INTERVAL_MS", &v)?),
             None => crate::crawlers::DEFAULT_INTERVAL,
         };
+        let metrics_bind = match env.get("PDS_METRICS_BIND") {
+            Some(v) => Some(v.parse::<SocketAddr>().map_err(|_| ConfigError::Invalid {
+                name: "PDS_METRICS_BIND",
+                expected: "an address and port, e.g. 127.0.0.1:9464",
+                found: v.clone(),
+            })?),
+            None => None,
+        };
         let proxy = proxy_config(env, dev_mode)?;
         let secrets = Secrets::load_or_generate(env, &data_directory)?;
         let plc_url = env.get("PDS_DID_PLC_URL");
@@ -411,6 +422,7 @@ impl Config {
             blob_temp_grace,
             crawlers,
             crawl_interval,
+            metrics_bind,
             proxy,
             bsky_cdn_url_pattern: env.get("PDS_BSKY_APP_VIEW_CDN_URL_PATTERN").filter(|v| !v.trim().is_empty()),
             secrets,

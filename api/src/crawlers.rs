@@ -85,11 +85,15 @@ impl Crawlers {
             Ok(r) => Some(format!("status {}", r.status())),
             Err(e) => Some(e.to_string()),
         };
+        let metrics = crate::metrics::get();
+        metrics.outbound("crawler", if failure.is_none() { "ok" } else { "failed" });
+        let breaker = metrics.breaker_open.get_or_create(&crate::metrics::TargetLabel { target: t.url.clone() });
         let mut h = t.health.lock().unwrap_or_else(|p| p.into_inner());
         match failure {
             None => {
                 h.failures = 0;
                 h.open_until = None;
+                breaker.set(0);
             }
             Some(why) => {
                 h.failures += 1;
@@ -99,6 +103,7 @@ impl Crawlers {
                     let open = self.interval.saturating_mul(10).saturating_mul(1 << k).min(BREAKER_MAX);
                     tracing::warn!(crawler = %t.url, "crawler breaker open for {open:?}");
                     h.open_until = Some(Instant::now() + open);
+                    breaker.set(1);
                 }
             }
         }

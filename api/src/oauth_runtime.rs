@@ -56,7 +56,9 @@ impl OAuthRuntime {
                         }
                     }
                 }
-                let doc = fetch_json(&url).await.map_err(client::ClientError::InvalidMetadata)?;
+                let fetched = fetch_json(&url).await;
+                crate::metrics::get().outbound("client-metadata", if fetched.is_ok() { "ok" } else { "failed" });
+                let doc = fetched.map_err(client::ClientError::InvalidMetadata)?;
                 let meta = client::validate_metadata(client_id, &doc)?;
                 if let Ok(mut cache) = self.clients.lock() {
                     if cache.len() > 10_000 {
@@ -184,7 +186,16 @@ impl ReplayStore {
                     }
                 }
             }
-            ReplayStore::Redis(r) => r.set_nx_px(&key, ttl).await,
+            ReplayStore::Redis(r) => {
+                let result = r.set_nx_px(&key, ttl).await;
+                let m = crate::metrics::get();
+                m.outbound("redis", if result.is_ok() { "ok" } else { "failed" });
+                let idle = r.idle.lock().map(|v| v.len()).unwrap_or(0);
+                m.pool
+                    .get_or_create(&crate::metrics::PoolLabel { pool: "redis".into(), state: "idle".into() })
+                    .set(i64::try_from(idle).unwrap_or(i64::MAX));
+                result
+            }
         }
     }
 }

@@ -26,6 +26,8 @@ mod mail_delivery;
 mod notify_channels;
 mod blobs;
 mod repos;
+mod ops;
+mod cluster;
 mod preferences;
 mod proxy;
 mod bsky_app;

@@ -20,6 +20,7 @@ pub mod oauth;
 pub mod plc_directory;
 pub mod org_eventpds;
 pub mod root;
+pub mod tls_check;
 pub mod well_known;
 
 use com_atproto::{admin, identity, repo, server, sync};
