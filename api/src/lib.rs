@@ -14,4 +14,5 @@ pub mod oauth_runtime;
 pub mod routes;
 pub mod secrets;
 pub mod server;
+pub mod views;
 pub mod xrpc;

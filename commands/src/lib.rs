@@ -67,7 +67,7 @@ pub use admin_update_subject_status::{admin_update_deactivated, admin_update_tak
 pub use check_account_status::{check_account_status, AccountStatusView};
 pub use deactivate_account::deactivate_account;
 pub use create_app_password::{create_app_password, list_app_passwords, AppPasswordView, NewAppPassword};
-pub use create_invite_codes::{create_invite_codes, get_account_invite_codes, AccountCodes, InviteView};
+pub use create_invite_codes::{create_invite_codes, get_account_invite_codes, invite_code_view, AccountCodes, InviteView};
 pub use create_session::{create_session, get_session};
 pub use delete_session::delete_session;
 pub use refresh_session::refresh_session;

@@ -78,7 +78,7 @@ pub enum Problem {
     TooManyElements(u64),
     #[error("must not have fewer than {0} elements")]
     TooFewElements(u64),
-    #[error("must be a valid {} string", .0.name())]
+    #[error("{}", .0.requirement())]
     BadFormat(StringFormat),
     #[error("is too big: {size} bytes, at most {max} allowed")]
     BlobTooLarge { size: u64, max: u64 },
@@ -183,7 +183,8 @@ impl Catalog {
         for prop in &def.properties {
             match map.get(&prop.name) {
                 None => {
-                    if prop.required {
+                    // A required property with a `default` takes it (as `@atproto/lexicon`).
+                    if prop.required && super::default_of(&prop.schema).is_none() {
                         return fail(path, Problem::MissingProperty(prop.name.clone()));
                     }
                 }
