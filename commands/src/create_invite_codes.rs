@@ -140,7 +140,7 @@ fn view_of(i: &domain::invite::Invite) -> InviteView {
     InviteView {
         code: i.code.clone(),
         available: i.available,
-        disabled: false,
+        disabled: i.disabled,
         for_account: i.for_account.clone(),
         created_by: i.created_by.clone(),
         created_at: i.created_at,

@@ -86,6 +86,13 @@ fn migrator() -> Migrator {
             MigrationType::Simple,
             Cow::Borrowed(include_str!("../../migrations/sqlite/0010_repo_block_revs.sql")),
             false,
+        ),
+        Migration::new(
+            11,
+            Cow::Borrowed("invites disabled"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/sqlite/0011_invites_disabled.sql")),
+            false,
         )]),
         ..Migrator::DEFAULT
     }

@@ -20,7 +20,7 @@ pub mod org_eventpds;
 pub mod root;
 pub mod well_known;
 
-use com_atproto::{admin, identity, repo, server, sync};
+use com_atproto::{admin, identity, repo, server, sync, temp};
 
 /// Repo writes carry whole records: the reference's 1,000,000-byte JSON limit for them.
 const RECORDS: BodyLimit = BodyLimit::Bytes(repo::records::RECORD_JSON_LIMIT);
@@ -98,6 +98,12 @@ pub fn methods(firehose: sync::subscribe_repos::Settings) -> Vec<Method> {
         m!("com.atproto.admin.updateAccountPassword", Admin, Rpc, JSON, admin::update_account_password),
         m!("com.atproto.admin.updateAccountHandle", Admin, Rpc, JSON, admin::update_account_handle),
         m!("com.atproto.admin.deleteAccount", Admin, Rpc, JSON, admin::delete_account),
+        m!("com.atproto.admin.getInviteCodes", Admin, Rpc, JSON, admin::get_invite_codes),
+        m!("com.atproto.admin.disableInviteCodes", Admin, Rpc, JSON, admin::disable_invite_codes),
+        m!("com.atproto.admin.disableAccountInvites", Admin, Rpc, JSON, admin::disable_account_invites),
+        m!("com.atproto.admin.enableAccountInvites", Admin, Rpc, JSON, admin::enable_account_invites),
+        // com.atproto.temp
+        m!("com.atproto.temp.checkSignupQueue", Access, Refused, JSON, temp::check_signup_queue),
         // org.eventpds.admin (this server's own operator API)
         m!("org.eventpds.admin.listEvents", Admin, Rpc, JSON, org_eventpds::admin::list_events),
         m!("org.eventpds.admin.getEventStats", Admin, Rpc, JSON, org_eventpds::admin::get_event_stats),
@@ -113,6 +119,8 @@ pub fn other() -> Router<AppState> {
         .route("/", get(root::banner))
         .route("/robots.txt", get(root::robots))
         .route("/xrpc/_health", get(root::health))
+        .route("/health", get(root::health))
+        .route("/.well-known/did.json", get(well_known::did_json))
         .route("/.well-known/atproto-did", get(well_known::well_known_atproto_did))
         .route("/.well-known/oauth-protected-resource", get(oauth::server::protected_resource))
         .route("/.well-known/oauth-authorization-server", get(oauth::server::authorization_server))

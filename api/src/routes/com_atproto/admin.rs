@@ -30,7 +30,7 @@ fn info_json(a: &AdminAccountInfo, invited_by: Option<&commands::InviteView>) ->
         "handle": a.handle,
         "email": a.email,
         "indexedAt": rfc3339(a.indexed_at),
-        "invitesDisabled": false,
+        "invitesDisabled": a.invites_disabled,
     });
     if let Some(at) = a.email_confirmed_at {
         out["emailConfirmedAt"] = rfc3339(at);
@@ -296,4 +296,64 @@ fn cid_param<'a>(p: &'a HashMap<String, String>, name: &str) -> Result<&'a str, 
         return Err(bad(format!("Error: {name} must be a cid string")));
     }
     Ok(cid)
+}
+
+#[derive(Deserialize)]
+pub struct GetInviteCodesParams {
+    /// `recent` (default) or `usage`; `knownValues`, so anything else is the handler's to refuse.
+    sort: String,
+    limit: i64,
+    cursor: Option<String>,
+}
+
+/// `getInviteCodes`: every code, newest (`recent`) or most used (`usage`) first.
+pub async fn get_invite_codes(State(state): State<AppState>, Params(p): Params<GetInviteCodesParams>) -> Result<Json<Value>, XrpcError> {
+    use projections::invites::CodeOrder;
+    let order = match p.sort.as_str() {
+        "recent" => CodeOrder::Recent,
+        "usage" => CodeOrder::Usage,
+        other => return Err(XrpcError::invalid_request(format!("unknown sort method: {other}"))),
+    };
+    let ctx = ctx(&state)?;
+    let (codes, cursor) =
+        commands::get_invite_codes::get_invite_codes(&ctx, order, p.cursor.as_deref(), p.limit).await.map_err(command_error)?;
+    let mut out = json!({ "codes": codes.iter().map(crate::views::invite_code).collect::<Vec<_>>() });
+    if let Some(c) = cursor {
+        out["cursor"] = json!(c);
+    }
+    Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+pub struct DisableInviteCodesInput {
+    #[serde(default)]
+    codes: Vec<String>,
+    #[serde(default)]
+    accounts: Vec<String>,
+}
+
+/// `disableInviteCodes`: the named codes and every code made for the named accounts.
+pub async fn disable_invite_codes(State(state): State<AppState>, Input(i): Input<DisableInviteCodesInput>) -> Result<StatusCode, XrpcError> {
+    let ctx = ctx(&state)?;
+    commands::disable_invite_codes::disable_invite_codes(&ctx, &i.codes, &i.accounts).await.map_err(command_error)?;
+    Ok(StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+pub struct AccountInput {
+    account: String,
+}
+
+pub async fn disable_account_invites(State(state): State<AppState>, Input(i): Input<AccountInput>) -> Result<StatusCode, XrpcError> {
+    set_invites_disabled(&state, &i.account, true).await
+}
+
+pub async fn enable_account_invites(State(state): State<AppState>, Input(i): Input<AccountInput>) -> Result<StatusCode, XrpcError> {
+    set_invites_disabled(&state, &i.account, false).await
+}
+
+async fn set_invites_disabled(state: &AppState, did: &str, disabled: bool) -> Result<StatusCode, XrpcError> {
+    let ctx = ctx(state)?;
+    commands::set_account_invites::set_account_invites_disabled(&ctx, did, disabled).await.map_err(admin_error)?;
+    Ok(StatusCode::OK)
 }

@@ -5,3 +5,4 @@ pub mod identity;
 pub mod repo;
 pub mod server;
 pub mod sync;
+pub mod temp;
