@@ -1,5 +1,6 @@
 //! The lexicon documents embedded in the binary (copied from the atproto repository's
-//! `lexicons/`: app.bsky, com.atproto, chat.bsky.actor.declaration). Generated list.
+//! `lexicons/`: app.bsky, com.atproto, chat.bsky.actor.declaration), and this server's own
+//! `org.eventpds.*` methods. Generated list, plus those.
 
 pub(crate) const DOCUMENTS: &[&str] = &[
     include_str!("../lexicons/app/bsky/actor/contentVisibilityDeclaration.json"),
@@ -262,6 +263,11 @@ pub(crate) const DOCUMENTS: &[&str] = &[
     include_str!("../lexicons/com/atproto/temp/fetchLabels.json"),
     include_str!("../lexicons/com/atproto/temp/requestPhoneVerification.json"),
     include_str!("../lexicons/com/atproto/temp/revokeAccountCredentials.json"),
+    // This server's own namespace.
+    include_str!("../lexicons/org/eventpds/admin/getEventStats.json"),
+    include_str!("../lexicons/org/eventpds/admin/listEvents.json"),
+    include_str!("../lexicons/org/eventpds/admin/listStreams.json"),
+    include_str!("../lexicons/org/eventpds/admin/subscribeEvents.json"),
 ];
 
 /// The embedded lexicons as one catalog, loaded once (a document that does not load is logged

@@ -24,3 +24,4 @@ mod email;
 mod blobs;
 mod repos;
 mod xrpc;
+mod lexicon_sweep;

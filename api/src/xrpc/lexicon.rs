@@ -5,7 +5,8 @@
 //! - params: query-string values decoded as the reference decodes them (an empty value is
 //!   absent; integers as `parseInt(v, 10) || 0`; booleans `v === "true"`), then validated (types,
 //!   required, min/max, lengths, formats, enums; `knownValues` stay open) → 400 `InvalidRequest`
-//!   "Error: Params must have the property \"repo\"";
+//!   "Error: Params must have the property \"repo\""; a value with U+0000 is refused (no
+//!   database text can hold it);
 //! - input: a query or input-less procedure must not carry a body ("A request body was provided
 //!   when none was expected"); a procedure with input needs one ("A request body is expected but
 //!   none was provided"), a `Content-Type` ("Request encoding (Content-Type) required but not
@@ -133,6 +134,10 @@ pub fn check_params(nsid: &str, query: &str) -> Result<ValidParams, XrpcError> {
     let empty = ParamsDef::default();
     let def = catalog.params(nsid).unwrap_or(&empty);
     let pairs = decode_pairs(def, query);
+    // No text column (Postgres) can hold U+0000: refused here, not as a database error.
+    if let Some((k, _)) = pairs.iter().find(|(_, v)| v.contains('\0')) {
+        return Err(error(format!("Error: Params/{k} must not contain a NUL character")));
+    }
     let parsed = catalog.parse_params(nsid, &pairs).map_err(|e| error(format!("Error: {e}")))?;
     Ok(ValidParams(params_json(&parsed)))
 }
