@@ -89,9 +89,23 @@ fn migrator() -> Migrator {
         ),
         Migration::new(
             11,
+            Cow::Borrowed("plc directory"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/sqlite/0011_plc_directory.sql")),
+            false,
+        ),
+        Migration::new(
+            14,
+            Cow::Borrowed("bsky app: account preferences, records by rev"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/sqlite/0014_bsky_app.sql")),
+            false,
+        ),
+        Migration::new(
+            15,
             Cow::Borrowed("invites disabled"),
             MigrationType::Simple,
-            Cow::Borrowed(include_str!("../../migrations/sqlite/0011_invites_disabled.sql")),
+            Cow::Borrowed(include_str!("../../migrations/sqlite/0015_invites_disabled.sql")),
             false,
         )]),
         ..Migrator::DEFAULT

@@ -200,13 +200,44 @@ pub async fn check_input(nsid: &str, req: Request, limit: Option<usize>) -> Resu
     let bytes = read_limited(body, limit).await?;
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| error(format!("Invalid JSON body: {e}")).into_response())?;
-    if input.schema.is_some() {
+    if let Some(schema) = &input.schema {
+        // Top-level properties with a `default` take it when absent (as `@atproto/lexicon`
+        // fills them), so `{"useCount": 1}` is a whole createInviteCodes input.
+        let mut value = value.clone();
+        fill_defaults(schema, &mut value);
         let ipld = domain::json::json_to_ipld(&value).map_err(|e| error(format!("Input {e}")).into_response())?;
         commands::lexicon_catalog().validate_input(nsid, &ipld).map_err(|e| error(e.to_string()).into_response())?;
     }
     let mut req = Request::from_parts(parts, Body::from(bytes));
     req.extensions_mut().insert(ValidInput(value));
     Ok(req)
+}
+
+fn fill_defaults(schema: &FieldType, value: &mut Value) {
+    let catalog = commands::lexicon_catalog();
+    let object = match schema {
+        FieldType::Object(o) => o,
+        FieldType::Ref(r) => match catalog.resolve(r) {
+            Some(Def::Field(FieldType::Object(o))) => o,
+            _ => return,
+        },
+        _ => return,
+    };
+    let Value::Object(m) = value else { return };
+    for p in &object.properties {
+        if m.contains_key(&p.name) {
+            continue;
+        }
+        let default = match &p.schema {
+            FieldType::Boolean(b) => b.default.map(Value::from),
+            FieldType::Integer(i) => i.default.map(Value::from),
+            FieldType::String(s) => s.default.clone().map(Value::from),
+            _ => None,
+        };
+        if let Some(d) = default {
+            m.insert(p.name.clone(), d);
+        }
+    }
 }
 
 async fn read_limited(body: Body, limit: Option<usize>) -> Result<Bytes, Response> {

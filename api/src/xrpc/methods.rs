@@ -109,7 +109,7 @@ pub fn http_method(nsid: &str) -> Option<HttpMethod> {
 }
 
 /// Mounts the table: each row at `/xrpc/<nsid>` behind [`guard`] and its body limit; every other
-/// `/xrpc/{nsid}` to `fallback`, behind the OAuth check with [`Permission::Rpc`].
+/// `/xrpc/{nsid}` to `fallback`, behind the OAuth check with [`Permission::Proxied`].
 pub fn router<H, T>(state: &AppState, methods: Vec<Method>, fallback: H) -> Router<AppState>
 where
     H: Handler<T, AppState>,
@@ -152,7 +152,9 @@ async fn guard(State((state, row)): State<(AppState, Arc<Row>)>, req: Request, n
                 .into_response();
         }
     }
-    let lexicon = row.http.is_some();
+    // Rows that pipe through to an AppView (`Permission::Proxied`, `routes/app_bsky/`) keep their
+    // own checks for now: only the HTTP method is the kernel's there.
+    let lexicon = row.http.is_some() && row.permission != Permission::Proxied;
     let mut req = req;
     if lexicon && !row.subscription {
         match super::lexicon::check_params(row.nsid, req.uri().query().unwrap_or("")) {
@@ -208,14 +210,14 @@ async fn authorize(state: &AppState, auth: Auth, req: Request) -> Result<Request
     }
 }
 
-/// Methods this server does not serve: a DPoP caller is verified (scope `rpc:<nsid>?aud=…`)
-/// before the fallback sees the request.
+/// Methods this server does not serve: a DPoP caller is verified before the fallback (the proxy)
+/// sees the request, which then checks the `rpc:<nsid>?aud=…` scope against its target.
 async fn oauth_for_fallback(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let nsid = req.uri().path().trim_start_matches("/xrpc/").to_owned();
     if !domain::syntax::is_valid_nsid(&nsid) {
         return next.run(req).await;
     }
-    match oauth::authenticate(&state, &nsid, &Permission::Rpc, req).await {
+    match oauth::authenticate(&state, &nsid, &Permission::Proxied, req).await {
         Ok((req, after)) => after.finish(next.run(req).await).await,
         Err(resp) => resp,
     }

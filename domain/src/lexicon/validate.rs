@@ -183,8 +183,7 @@ impl Catalog {
         for prop in &def.properties {
             match map.get(&prop.name) {
                 None => {
-                    // A required property with a `default` takes it (as `@atproto/lexicon`).
-                    if prop.required && super::default_of(&prop.schema).is_none() {
+                    if prop.required {
                         return fail(path, Problem::MissingProperty(prop.name.clone()));
                     }
                 }
