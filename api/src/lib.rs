@@ -23,4 +23,5 @@ pub mod read_after_write;
 pub mod routes;
 pub mod secrets;
 pub mod server;
+pub mod views;
 pub mod xrpc;

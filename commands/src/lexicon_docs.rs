@@ -1,6 +1,6 @@
 //! The lexicon documents embedded in the binary (copied from the atproto repository's
-//! `lexicons/`: app.bsky, com.atproto, chat.bsky.actor.declaration) and ours (org.eventpds.account,
-//! the notification endpoints). Generated list.
+//! `lexicons/`: app.bsky, com.atproto, chat.bsky.actor.declaration), and this server's own
+//! `org.eventpds.*` methods (admin, and the account notification endpoints). Generated list, plus those.
 
 pub(crate) const DOCUMENTS: &[&str] = &[
     include_str!("../lexicons/app/bsky/actor/contentVisibilityDeclaration.json"),
@@ -263,6 +263,11 @@ pub(crate) const DOCUMENTS: &[&str] = &[
     include_str!("../lexicons/com/atproto/temp/fetchLabels.json"),
     include_str!("../lexicons/com/atproto/temp/requestPhoneVerification.json"),
     include_str!("../lexicons/com/atproto/temp/revokeAccountCredentials.json"),
+    // This server's own namespace.
+    include_str!("../lexicons/org/eventpds/admin/getEventStats.json"),
+    include_str!("../lexicons/org/eventpds/admin/listEvents.json"),
+    include_str!("../lexicons/org/eventpds/admin/listStreams.json"),
+    include_str!("../lexicons/org/eventpds/admin/subscribeEvents.json"),
     include_str!("../lexicons/org/eventpds/account/confirmChannelVerification.json"),
     include_str!("../lexicons/org/eventpds/account/defs.json"),
     include_str!("../lexicons/org/eventpds/account/getNotificationPrefs.json"),

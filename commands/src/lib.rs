@@ -27,6 +27,9 @@ pub mod create_session;
 pub mod deactivate_account;
 pub mod delete_session;
 mod lexicon_docs;
+pub mod disable_invite_codes;
+pub mod get_invite_codes;
+pub mod set_account_invites;
 pub use lexicon_docs::catalog as lexicon_catalog;
 pub mod oauth_authorize;
 pub mod oauth_exchange_code;
@@ -75,7 +78,7 @@ pub use admin_update_subject_status::{admin_update_deactivated, admin_update_tak
 pub use check_account_status::{check_account_status, AccountStatusView};
 pub use deactivate_account::deactivate_account;
 pub use create_app_password::{create_app_password, list_app_passwords, AppPasswordView, NewAppPassword};
-pub use create_invite_codes::{create_invite_codes, get_account_invite_codes, AccountCodes, InviteView};
+pub use create_invite_codes::{create_invite_codes, get_account_invite_codes, invite_code_view, AccountCodes, InviteView};
 pub use create_session::{create_session, get_session};
 pub use delete_session::delete_session;
 pub use refresh_session::refresh_session;

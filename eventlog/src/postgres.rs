@@ -107,6 +107,13 @@ fn migrator() -> Migrator {
             MigrationType::Simple,
             Cow::Borrowed(include_str!("../../migrations/postgres/0015_notifications.sql")),
             false,
+        ),
+        Migration::new(
+            16,
+            Cow::Borrowed("invites disabled"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/postgres/0016_invites_disabled.sql")),
+            false,
         )]),
         ..Migrator::DEFAULT
     }

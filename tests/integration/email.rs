@@ -69,10 +69,10 @@ async fn email_flow(pg: Option<&PgDatabase>) {
     assert_eq!(post(s, "com.atproto.server.createAccount", None, signup("bob.test", "bob@example.com", None)).await.0, 200);
 
     // --- confirm ----------------------------------------------------------------------------------
-    assert_error(&post(s, "com.atproto.server.requestEmailConfirmation", None, json!({})).await, 401, "AuthMissing");
-    assert_eq!(post(s, "com.atproto.server.requestEmailConfirmation", Some(&access), json!({})).await.0, 200);
+    assert_error(&post(s, "com.atproto.server.requestEmailConfirmation", None, Value::Null).await, 401, "AuthMissing");
+    assert_eq!(post(s, "com.atproto.server.requestEmailConfirmation", Some(&access), Value::Null).await.0, 200);
     let first = last_token(&data, "alice@example.com", "Email Confirmation");
-    assert_eq!(post(s, "com.atproto.server.requestEmailConfirmation", Some(&access), json!({})).await.0, 200);
+    assert_eq!(post(s, "com.atproto.server.requestEmailConfirmation", Some(&access), Value::Null).await.0, 200);
     let token = last_token(&data, "alice@example.com", "Email Confirmation");
     assert_ne!(token, first);
     let confirm = "com.atproto.server.confirmEmail";
@@ -93,7 +93,7 @@ async fn email_flow(pg: Option<&PgDatabase>) {
     // --- update ------------------------------------------------------------------------------------
     let update = "com.atproto.server.updateEmail";
     assert_error(&post(s, update, Some(&access), json!({ "email": "new@example.com" })).await, 400, "TokenRequired");
-    let req = post(s, "com.atproto.server.requestEmailUpdate", Some(&access), json!({})).await;
+    let req = post(s, "com.atproto.server.requestEmailUpdate", Some(&access), Value::Null).await;
     assert_eq!(req, (200, json!({ "tokenRequired": true })));
     let token = last_token(&data, "alice@example.com", "Email Update Requested");
     assert_error(&post(s, update, Some(&access), json!({ "email": "bob@example.com", "token": token })).await, 400, "InvalidRequest");
@@ -104,7 +104,7 @@ async fn email_flow(pg: Option<&PgDatabase>) {
     assert_eq!((me.1["email"].clone(), me.1["emailConfirmed"].clone()), (json!("new@example.com"), json!(false)));
     // Unconfirmed: no token needed, none sent.
     let before = mails(&data).len();
-    assert_eq!(post(s, "com.atproto.server.requestEmailUpdate", Some(&access), json!({})).await, (200, json!({ "tokenRequired": false })));
+    assert_eq!(post(s, "com.atproto.server.requestEmailUpdate", Some(&access), Value::Null).await, (200, json!({ "tokenRequired": false })));
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(mails(&data).len(), before);
     assert_eq!(post(s, update, Some(&access), json!({ "email": "alice@example.com" })).await.0, 200);
@@ -163,7 +163,7 @@ async fn email_flow(pg: Option<&PgDatabase>) {
     assert!(log.contains("account.email_token_issued") && log.contains("account.email_token_used"));
 
     // --- replay + verify: a token issued before still works after -----------------------------------
-    assert_eq!(post(s, "com.atproto.server.requestAccountDelete", Some(&access), json!({})).await.0, 200);
+    assert_eq!(post(s, "com.atproto.server.requestAccountDelete", Some(&access), Value::Null).await.0, 200);
     let delete_token = last_token(&data, "alice@example.com", "Account Deletion Requested");
     drop(server);
     replay_and_verify(dir.path(), &env);

@@ -191,13 +191,13 @@ async fn smtp_starttls_auth_reset_and_update() {
     let _ = access;
 
     // Confirm, then update the address with the mailed token.
-    assert_eq!(post(s, "com.atproto.server.requestEmailConfirmation", Some(&access2), json!({})).await.0, 200);
+    assert_eq!(post(s, "com.atproto.server.requestEmailConfirmation", Some(&access2), Value::Null).await.0, 200);
     let mail = wait_mail(&smtp.inbox, "alice@example.com", 2, 20);
     assert_eq!(header(&mail, "Subject"), "Email Confirmation");
     assert!(mail.contains("https://bsky.app/intent/verify-email?code="), "the confirmation link is on by default");
     let ok = post(s, "com.atproto.server.confirmEmail", Some(&access2), json!({ "email": "alice@example.com", "token": token_of(&mail) })).await;
     assert_eq!(ok.0, 200, "{ok:?}");
-    assert_eq!(post(s, "com.atproto.server.requestEmailUpdate", Some(&access2), json!({})).await, (200, json!({ "tokenRequired": true })));
+    assert_eq!(post(s, "com.atproto.server.requestEmailUpdate", Some(&access2), Value::Null).await, (200, json!({ "tokenRequired": true })));
     let mail = wait_mail(&smtp.inbox, "alice@example.com", 3, 20);
     assert_eq!(header(&mail, "Subject"), "Email Update Requested");
     let up = post(s, "com.atproto.server.updateEmail", Some(&access2), json!({ "email": "alice2@example.com", "token": token_of(&mail) })).await;

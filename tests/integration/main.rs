@@ -28,6 +28,8 @@ mod blobs;
 mod repos;
 mod ops;
 mod cluster;
+mod xrpc;
+mod lexicon_sweep;
 mod preferences;
 mod proxy;
 mod bsky_app;

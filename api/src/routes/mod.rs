@@ -23,7 +23,7 @@ pub mod root;
 pub mod tls_check;
 pub mod well_known;
 
-use com_atproto::{admin, identity, repo, server, sync};
+use com_atproto::{admin, identity, repo, server, sync, temp};
 
 /// Repo writes carry whole records: the reference's 1,000,000-byte JSON limit for them.
 const RECORDS: BodyLimit = BodyLimit::Bytes(repo::records::RECORD_JSON_LIMIT);
@@ -103,6 +103,12 @@ pub fn methods(firehose: sync::subscribe_repos::Settings) -> Vec<Method> {
         m!("com.atproto.admin.deleteAccount", Admin, Rpc, JSON, admin::delete_account),
         m!("com.atproto.admin.sendEmail", Admin, Rpc, JSON, com_atproto::admin_email::send_email),
         m!("com.atproto.admin.updateAccountEmail", Admin, Rpc, JSON, com_atproto::admin_email::update_account_email),
+        m!("com.atproto.admin.getInviteCodes", Admin, Rpc, JSON, admin::get_invite_codes),
+        m!("com.atproto.admin.disableInviteCodes", Admin, Rpc, JSON, admin::disable_invite_codes),
+        m!("com.atproto.admin.disableAccountInvites", Admin, Rpc, JSON, admin::disable_account_invites),
+        m!("com.atproto.admin.enableAccountInvites", Admin, Rpc, JSON, admin::enable_account_invites),
+        // com.atproto.temp
+        m!("com.atproto.temp.checkSignupQueue", Access, Refused, JSON, temp::check_signup_queue),
         // app.bsky: what a PDS answers itself for the Bluesky app (the rest is proxied). Each
         // checks OAuth `rpc:` against its real audience (`Proxied`).
         m!("app.bsky.actor.getPreferences", Access, Proxied, JSON, app_bsky::actor::get_preferences),
@@ -138,6 +144,8 @@ pub fn other() -> Router<AppState> {
         .route("/", get(root::banner))
         .route("/robots.txt", get(root::robots))
         .route("/xrpc/_health", get(root::health))
+        .route("/health", get(root::health))
+        .route("/.well-known/did.json", get(well_known::did_json))
         .route("/.well-known/atproto-did", get(well_known::well_known_atproto_did))
         .route("/.well-known/oauth-protected-resource", get(oauth::server::protected_resource))
         .route("/.well-known/oauth-authorization-server", get(oauth::server::authorization_server))

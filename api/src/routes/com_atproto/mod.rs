@@ -6,3 +6,4 @@ pub mod identity;
 pub mod repo;
 pub mod server;
 pub mod sync;
+pub mod temp;
