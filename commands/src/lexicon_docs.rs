@@ -266,6 +266,7 @@ pub(crate) const DOCUMENTS: &[&str] = &[
     // This server's own namespace.
     include_str!("../lexicons/org/eventpds/admin/getEventStats.json"),
     include_str!("../lexicons/org/eventpds/admin/listEvents.json"),
+    include_str!("../lexicons/org/eventpds/admin/listNotifications.json"),
     include_str!("../lexicons/org/eventpds/admin/listStreams.json"),
     include_str!("../lexicons/org/eventpds/admin/subscribeEvents.json"),
     include_str!("../lexicons/org/eventpds/account/confirmChannelVerification.json"),

@@ -146,6 +146,10 @@ where
 
 /// The checks every local method gets before its handler.
 async fn guard(State((state, row)): State<(AppState, Arc<Row>)>, req: Request, next: Next) -> Response {
+    // A row without a lexicon still never answers axum's empty 405.
+    if row.http.is_none() && ![HttpMethod::GET, HttpMethod::HEAD, HttpMethod::POST].contains(req.method()) {
+        return XrpcError::invalid_request(format!("Incorrect HTTP method ({})", req.method())).into_response();
+    }
     if let Some(expected) = &row.http {
         if req.method() != expected && !(req.method() == HttpMethod::HEAD && expected == HttpMethod::GET) {
             return XrpcError::invalid_request(format!("Incorrect HTTP method ({}) expected {expected}", req.method()))
