@@ -265,8 +265,9 @@ pub fn spawn_temp_blob_cleaner(
         config: Arc::new(config.clone()),
         log: log.clone(),
         appender: projections::Appender::new(log.clone()),
-        oauth: Arc::new(crate::oauth_runtime::OAuthRuntime::new(config)),
+        oauth: Arc::new(crate::oauth_runtime::OAuthRuntime::new(config, None)),
         blobstore: store,
+        limits: Arc::new(crate::rate_limit::RateLimiter::new(config.rate_limits.clone(), None)),
     };
     let ctx = ctx(&state).map_err(|e| anyhow::anyhow!("{}: {}", e.error, e.message))?;
     Ok(tokio::spawn(async move {

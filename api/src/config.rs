@@ -55,6 +55,12 @@ pub struct Config {
     /// `PDS_REDIS_SCRATCH_ADDRESS` (`host:port`): shared DPoP/client-assertion replay store; unset
     /// = in-process.
     pub redis_scratch_address: Option<String>,
+    /// `PDS_REDIS_SCRATCH_PASSWORD`: AUTH password of the scratch store (as the reference).
+    pub redis_scratch_password: Option<String>,
+    /// `PDS_REDIS_SCRATCH_TLS_CA_FILE` (ours): PEM roots for a `rediss://` address.
+    pub redis_scratch_tls_ca_file: Option<String>,
+    /// `PDS_RATE_LIMITS_ENABLED` and the limiter's other settings (`rate_limit.rs`).
+    pub rate_limits: crate::rate_limit::RateLimitConfig,
     /// `PDS_EMAIL_FROM_ADDRESS` (default `noreply@<hostname>`). Mail goes to the dev mail sink,
     /// `<data directory>/mail/` (see `mail.rs`); SMTP (`PDS_EMAIL_SMTP_URL`) is not built, so
     /// setting it is refused at start rather than dropping mail silently.
@@ -166,6 +172,15 @@ fn is_local(hostname: &str) -> bool {
 }
 
 impl Config {
+    /// Where the shared scratch store is, if configured.
+    pub fn scratch(&self) -> Option<crate::redis_scratch::ScratchConfig> {
+        self.redis_scratch_address.as_ref().map(|address| crate::redis_scratch::ScratchConfig {
+            address: address.clone(),
+            password: self.redis_scratch_password.clone(),
+            tls_ca_file: self.redis_scratch_tls_ca_file.clone(),
+        })
+    }
+
     /// Reads the configuration, creating the data directory and generating missing secrets.
     pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         let hostname = env.get("PDS_HOSTNAME").unwrap_or_else(|| "localhost".to_string());
@@ -269,6 +284,11 @@ impl Config {
             Some(v) => std::time::Duration::from_millis(parse_num("PDS_CRAWL_INTERVAL_MS", &v)?),
             None => crate::crawlers::DEFAULT_INTERVAL,
         };
+        let rate_limits = crate::rate_limit::RateLimitConfig::load(env)?;
+        if let Some(a) = env.get("PDS_REDIS_SCRATCH_ADDRESS") {
+            crate::redis_scratch::check_address(&a)
+                .map_err(|why| ConfigError::Invalid { name: "PDS_REDIS_SCRATCH_ADDRESS", expected: "host:port or a redis:// / rediss:// URL", found: why })?;
+        }
         let secrets = Secrets::load_or_generate(env, &data_directory)?;
         Ok(Config {
             bind: SocketAddr::new(bind_ip, port),
@@ -289,6 +309,9 @@ impl Config {
             max_subscription_buffer,
             repo_backfill_limit,
             redis_scratch_address: env.get("PDS_REDIS_SCRATCH_ADDRESS"),
+            redis_scratch_password: env.get("PDS_REDIS_SCRATCH_PASSWORD"),
+            redis_scratch_tls_ca_file: env.get("PDS_REDIS_SCRATCH_TLS_CA_FILE"),
+            rate_limits,
             email_from_address,
             blobstore,
             blob_temp_grace,

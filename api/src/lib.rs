@@ -18,6 +18,8 @@ pub mod oauth_routes;
 pub mod oauth_runtime;
 pub mod mail;
 pub mod ops;
+pub mod rate_limit;
+pub mod redis_scratch;
 pub mod repo_routes;
 pub mod secrets;
 pub mod server;

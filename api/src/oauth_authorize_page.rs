@@ -22,7 +22,7 @@ use domain::oauth::{b64url, ct_eq, random_id};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::oauth_routes::client_ip;
+use crate::oauth_routes::client_ip_of;
 use crate::server::AppState;
 use crate::server_accounts::ctx;
 
@@ -205,7 +205,8 @@ fn redirect(redirect_uri: &str, response_mode: &str, params: &[(&str, &str)]) ->
 }
 
 async fn submit(State(state): State<AppState>, req: Request) -> Response {
-    if !state.oauth.limits.allow("authorize", client_ip(&req)) {
+    let ip = client_ip_of(&state, &req);
+    if state.limits.check_ip("oauth-authorize-ip", ip, req.headers()).await.is_err() {
         return error_page(StatusCode::TOO_MANY_REQUESTS, "Too many attempts", "Too many requests; try again later");
     }
     let headers = req.headers().clone();

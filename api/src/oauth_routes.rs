@@ -10,10 +10,10 @@
 //! Only this file and `oauth_authorize_page.rs` / `oauth_resource.rs` know OAuth's wire format.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -91,11 +91,9 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-pub(crate) fn client_ip(req: &Request) -> IpAddr {
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+/// The client's IP (the socket, or `X-Forwarded-For` behind a trusted proxy).
+pub(crate) fn client_ip_of(state: &AppState, req: &Request) -> IpAddr {
+    crate::rate_limit::client_ip(crate::rate_limit::peer_ip(req), req.headers(), &state.config.rate_limits.trusted_proxies)
 }
 
 /// `DPoP-Nonce` on every OAuth response and every response to a request that carried a DPoP
@@ -319,16 +317,24 @@ async fn verify_client_assertion(
     Ok(())
 }
 
-fn rate_limited(state: &AppState, bucket: &'static str, ip: IpAddr) -> Result<(), OAuthError> {
-    if state.oauth.limits.allow(bucket, ip) {
-        Ok(())
-    } else {
-        Err(err("rate_limited", "Too many requests; try again later"))
+/// One of the OAuth endpoints' per-IP buckets (`rate_limit.rs`): 429 `rate_limited` when over.
+/// (Reads the request before the future, which then holds no `&Request` across an await.)
+fn rate_limited<'a>(
+    state: &'a AppState,
+    bucket: &'static str,
+    req: &Request,
+) -> impl std::future::Future<Output = Result<(), OAuthError>> + Send + 'a {
+    let (ip, headers) = (client_ip_of(state, req), req.headers().clone());
+    async move {
+        match state.limits.check_ip(bucket, ip, &headers).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(err("rate_limited", "Too many requests; try again later")),
+        }
     }
 }
 
 async fn par(State(state): State<AppState>, req: Request) -> Result<Response, OAuthError> {
-    rate_limited(&state, "par", client_ip(&req))?;
+    rate_limited(&state, "oauth-par-ip", &req).await?;
     let headers = req.headers().clone();
     let proof = check_dpop(&state, &headers, &Method::POST, "/oauth/par", None, false).await.map_err(dpop_error)?;
     let p = params(req).await?;
@@ -369,7 +375,7 @@ fn token_json(t: TokenResponse) -> Response {
 }
 
 async fn token(State(state): State<AppState>, req: Request) -> Result<Response, OAuthError> {
-    rate_limited(&state, "token", client_ip(&req))?;
+    rate_limited(&state, "oauth-token-ip", &req).await?;
     let headers = req.headers().clone();
     let proof = check_dpop(&state, &headers, &Method::POST, "/oauth/token", None, true).await.map_err(dpop_error)?;
     let Some(proof) = proof else { return Err(err("invalid_dpop_proof", "DPoP proof required")) };
@@ -403,7 +409,7 @@ async fn token(State(state): State<AppState>, req: Request) -> Result<Response, 
 }
 
 async fn revoke(State(state): State<AppState>, req: Request) -> Result<Response, OAuthError> {
-    rate_limited(&state, "revoke", client_ip(&req))?;
+    rate_limited(&state, "oauth-revoke-ip", &req).await?;
     let headers = req.headers().clone();
     check_dpop(&state, &headers, &Method::POST, "/oauth/revoke", None, false).await.map_err(dpop_error)?;
     let p = params(req).await?;

@@ -1,7 +1,7 @@
 //! The OAuth server's process state, shared by every OAuth route and the resource-server layer:
 //! the stateless DPoP nonce key (`PDS_DPOP_SECRET`, so every node agrees), the replay store for
-//! DPoP and client-assertion `jti`s (in-process, or Redis when `PDS_REDIS_SCRATCH_ADDRESS` is set,
-//! so nodes share it), per-IP rate limits (in-process), and the client-metadata fetcher with its
+//! DPoP and client-assertion `jti`s (in-process, or the Redis scratch store when
+//! `PDS_REDIS_SCRATCH_ADDRESS` is set, so nodes share it), and the client-metadata fetcher with its
 //! 10-minute cache and SSRF protection (public addresses only, pinned to the checked address,
 //! no redirects, 10 s, 64 KiB).
 //!
@@ -14,10 +14,8 @@ use std::time::{Duration, Instant};
 
 use domain::oauth::client::{self, ClientIdKind, ClientMetadata};
 use domain::oauth::nonce::{NonceKey, ROTATION_MS};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
 use crate::config::Config;
+use crate::redis_scratch::Scratch;
 
 pub const CLIENT_CACHE_TTL: Duration = Duration::from_secs(600);
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,20 +24,19 @@ pub const FETCH_MAX_BYTES: usize = 64 * 1024;
 pub struct OAuthRuntime {
     pub nonces: NonceKey,
     pub replay: ReplayStore,
-    pub limits: RateLimits,
     clients: Mutex<HashMap<String, (Instant, ClientMetadata)>>,
 }
 
 impl OAuthRuntime {
-    pub fn new(config: &Config) -> OAuthRuntime {
-        let replay = match &config.redis_scratch_address {
-            Some(addr) => ReplayStore::Redis(Redis::new(addr)),
+    /// `scratch`: the shared store (`server::open_scratch`); `None` keeps replay state in memory.
+    pub fn new(config: &Config, scratch: Option<Scratch>) -> OAuthRuntime {
+        let replay = match scratch {
+            Some(s) => ReplayStore::Redis(s),
             None => ReplayStore::Memory(Mutex::new(HashMap::new())),
         };
         OAuthRuntime {
             nonces: NonceKey::new(&config.secrets.dpop_secret, ROTATION_MS),
             replay,
-            limits: RateLimits::default(),
             clients: Mutex::new(HashMap::new()),
         }
     }
@@ -153,7 +150,7 @@ pub async fn fetch_json(url: &url::Url) -> Result<serde_json::Value, String> {
 /// `unique(namespace, value, ttl)`: true the first time a value is seen within its TTL.
 pub enum ReplayStore {
     Memory(Mutex<HashMap<String, Instant>>),
-    Redis(Redis),
+    Redis(Scratch),
 }
 
 impl ReplayStore {
@@ -174,116 +171,8 @@ impl ReplayStore {
                     }
                 }
             }
-            ReplayStore::Redis(r) => r.set_nx_px(&key, ttl).await,
+            ReplayStore::Redis(r) => r.set_nx_px(&key, ttl).await.map_err(|e| e.to_string()),
         }
-    }
-}
-
-/// A minimal Redis client for one command, `SET key 1 PX ttl NX` (RESP2 over TCP; idle
-/// connections kept for reuse). Enough for the shared replay store; not a general client.
-pub struct Redis {
-    addr: String,
-    idle: Mutex<Vec<TcpStream>>,
-}
-
-fn resp_command(parts: &[&str]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", parts.len()).into_bytes();
-    for p in parts {
-        out.extend_from_slice(format!("${}\r\n{p}\r\n", p.len()).as_bytes());
-    }
-    out
-}
-
-impl Redis {
-    pub fn new(address: &str) -> Redis {
-        let addr = address.trim().trim_start_matches("redis://").trim_end_matches('/').to_owned();
-        Redis { addr, idle: Mutex::new(Vec::new()) }
-    }
-
-    async fn connection(&self) -> Result<TcpStream, String> {
-        if let Some(c) = self.idle.lock().ok().and_then(|mut v| v.pop()) {
-            return Ok(c);
-        }
-        tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(&self.addr))
-            .await
-            .map_err(|_| format!("redis {}: connect timed out", self.addr))?
-            .map_err(|e| format!("redis {}: {e}", self.addr))
-    }
-
-    pub async fn set_nx_px(&self, key: &str, ttl: Duration) -> Result<bool, String> {
-        let ms = ttl.as_millis().max(1).to_string();
-        let cmd = resp_command(&["SET", key, "1", "PX", &ms, "NX"]);
-        // One retry on a fresh connection (an idle one may have been closed by the server).
-        for attempt in 0..2 {
-            let mut c = self.connection().await?;
-            let result = async {
-                c.write_all(&cmd).await.map_err(|e| e.to_string())?;
-                let mut buf = [0u8; 64];
-                let mut got = Vec::new();
-                while !got.ends_with(b"\r\n") {
-                    let n = c.read(&mut buf).await.map_err(|e| e.to_string())?;
-                    if n == 0 {
-                        return Err("connection closed".to_owned());
-                    }
-                    got.extend_from_slice(&buf[..n]);
-                }
-                Ok(got)
-            };
-            match tokio::time::timeout(Duration::from_secs(3), result).await {
-                Ok(Ok(reply)) => {
-                    if let Ok(mut idle) = self.idle.lock() {
-                        if idle.len() < 16 {
-                            idle.push(c);
-                        }
-                    }
-                    return match reply.as_slice() {
-                        b"+OK\r\n" => Ok(true),
-                        b"$-1\r\n" | b"_\r\n" => Ok(false),
-                        other => Err(format!("redis: unexpected reply {:?}", String::from_utf8_lossy(other))),
-                    };
-                }
-                Ok(Err(e)) if attempt == 0 => tracing::debug!(%e, "redis connection failed; retrying"),
-                Ok(Err(e)) => return Err(format!("redis {}: {e}", self.addr)),
-                Err(_) => return Err(format!("redis {}: timed out", self.addr)),
-            }
-        }
-        Err(format!("redis {}: unreachable", self.addr))
-    }
-}
-
-/// Per-IP fixed-window limits (per minute) of the OAuth endpoints, in-process.
-/// (bucket, IP) → (window start, requests in the window).
-type Windows = HashMap<(&'static str, IpAddr), (Instant, u32)>;
-
-#[derive(Default)]
-pub struct RateLimits {
-    windows: Mutex<Windows>,
-}
-
-/// Requests per minute per IP (PAR, token, authorize POST, revoke).
-pub fn limit_of(bucket: &str) -> u32 {
-    match bucket {
-        "par" => 60,
-        "token" => 300,
-        "authorize" => 30,
-        _ => 60,
-    }
-}
-
-impl RateLimits {
-    /// Counts one request; false when the IP is over its limit this minute.
-    pub fn allow(&self, bucket: &'static str, ip: IpAddr) -> bool {
-        let Ok(mut w) = self.windows.lock() else { return true };
-        let now = Instant::now();
-        if w.len() > 50_000 {
-            w.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
-        }
-        let entry = w.entry((bucket, ip)).or_insert((now, 0));
-        if now.duration_since(entry.0) >= Duration::from_secs(60) {
-            *entry = (now, 0);
-        }
-        entry.1 += 1;
-        entry.1 <= limit_of(bucket)
     }
 }
 

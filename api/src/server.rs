@@ -30,13 +30,30 @@ pub struct AppState {
     pub oauth: Arc<crate::oauth_runtime::OAuthRuntime>,
     /// Where blob bytes live (`blob_routes.rs`).
     pub blobstore: Arc<dyn blobstore::BlobStore>,
+    /// The one rate limiter (`rate_limit.rs`).
+    pub limits: Arc<crate::rate_limit::RateLimiter>,
+}
+
+/// The scratch store of a configuration (none when unset or unusable, which is logged).
+pub fn open_scratch(config: &Config) -> Option<crate::redis_scratch::Scratch> {
+    let c = config.scratch()?;
+    match crate::redis_scratch::Scratch::open(&c) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, "the Redis scratch store cannot be used; keeping state in this process");
+            None
+        }
+    }
 }
 
 pub fn router(config: Config, log: EventLog, blobstore: Arc<dyn blobstore::BlobStore>) -> Router {
     let appender = projections::Appender::new(log.clone());
     let firehose = crate::firehose::Settings::from_config(&config);
-    let oauth = Arc::new(crate::oauth_runtime::OAuthRuntime::new(&config));
-    let state = AppState { config: Arc::new(config), log, appender, oauth, blobstore };
+    let scratch = open_scratch(&config);
+    let oauth = Arc::new(crate::oauth_runtime::OAuthRuntime::new(&config, scratch.clone()));
+    let limits = Arc::new(crate::rate_limit::RateLimiter::new(config.rate_limits.clone(), scratch));
+    let state = AppState { config: Arc::new(config), log, appender, oauth, blobstore, limits };
+    let rate_limits = axum::middleware::from_fn_with_state(state.clone(), crate::rate_limit::layer);
     let oauth_resource = axum::middleware::from_fn_with_state(state.clone(), crate::oauth_resource::layer);
     let oauth_nonces = axum::middleware::from_fn_with_state(state.clone(), crate::oauth_routes::nonce_layer);
     Router::new()
@@ -61,6 +78,7 @@ pub fn router(config: Config, log: EventLog, blobstore: Arc<dyn blobstore::BlobS
         .route("/xrpc/{nsid}", axum::routing::any(unknown_method))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(crate::xrpc::plain_rejections_as_xrpc))
+        .layer(rate_limits)
         .layer(oauth_resource)
         .layer(oauth_nonces)
         .with_state(state)
