@@ -495,7 +495,8 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     if !limiter.enabled() {
         return next.run(req).await;
     }
-    let Some(nsid) = req.uri().path().strip_prefix("/xrpc/").map(str::to_owned) else {
+    // `_health` is not a method (the reference serves it outside XRPC, unlimited).
+    let Some(nsid) = req.uri().path().strip_prefix("/xrpc/").filter(|n| *n != "_health").map(str::to_owned) else {
         return next.run(req).await;
     };
     let ip = client_ip(peer_ip(&req), req.headers(), &limiter.config.trusted_proxies);
