@@ -242,3 +242,59 @@ async fn limits_are_off_unless_enabled() {
         assert!(r.1.get("ratelimit-limit").is_none());
     }
 }
+
+/// A private CA and a certificate for 127.0.0.1, by the `openssl` command line.
+fn tls_files(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=limits-test-ca"]);
+    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "redis.key", "-out", "redis.csr", "-subj", "/CN=127.0.0.1"]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509", "-req", "-in", "redis.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "redis.pem", "-days", "1",
+        "-extfile", "san.ext",
+    ]);
+}
+
+#[tokio::test]
+async fn two_nodes_share_a_limit_through_redis_over_tls() {
+    let certs = tempfile::tempdir().unwrap();
+    tls_files(certs.path());
+    let port = free_port();
+    let f = |name: &str| certs.path().join(name).display().to_string();
+    let mut child = Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", "0", "--tls-port", &port.to_string(), "--requirepass", REDIS_PASSWORD])
+        .args(["--tls-cert-file", &f("redis.pem"), "--tls-key-file", &f("redis.key"), "--tls-ca-cert-file", &f("ca.pem")])
+        .args(["--tls-auth-clients", "no", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "TLS redis-server did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let address = format!("rediss://127.0.0.1:{port}");
+    let ca = f("ca.pem");
+    let env: Vec<(&str, &str)> = vec![
+        ("PDS_RATE_LIMITS_ENABLED", "true"),
+        ("PDS_REDIS_SCRATCH_ADDRESS", &address),
+        ("PDS_REDIS_SCRATCH_PASSWORD", REDIS_PASSWORD),
+        ("PDS_REDIS_SCRATCH_TLS_CA_FILE", &ca),
+        ("PDS_RATE_LIMIT_BUCKETS", "create-session-5min=3/300,login-ip=1000/60"),
+    ];
+    let a = Server::start(&env).await;
+    let b = Server::start(&env).await;
+    let who = format!("tls{}.test", free_port());
+    for i in 0..3 {
+        let r = login(if i % 2 == 0 { &a } else { &b }, &who).await;
+        assert_eq!(r.0, 401, "{:?}", r.2);
+        assert_eq!(header(&r.1, "ratelimit-remaining"), (2 - i).to_string());
+    }
+    assert_limited(&login(&b, &who).await);
+    let _ = child.kill();
+    let _ = child.wait();
+}
