@@ -72,6 +72,7 @@ pub fn command_error(e: CommandError) -> XrpcError {
         CommandError::BlobTooLarge(m) => XrpcError::new(StatusCode::PAYLOAD_TOO_LARGE, "BlobTooLarge", m),
         CommandError::InvalidMimeType(m) => bad("InvalidMimeType", m),
         CommandError::InvalidBlob(m) => bad("InvalidBlob", m),
+        CommandError::Unavailable(m) => XrpcError::new(StatusCode::SERVICE_UNAVAILABLE, "UpstreamFailure", m),
         e @ (CommandError::Plc(_) | CommandError::Conflict(_) | CommandError::Internal(_)) => XrpcError::internal(&e),
     }
 }

@@ -14,6 +14,7 @@ pub mod admin_update_subject_status;
 pub mod check_account_status;
 pub mod apply_writes;
 pub mod blob_refs;
+pub mod breaker;
 pub mod clean_temp_blobs;
 pub mod get_blob;
 pub mod update_blob_takedown;
@@ -207,6 +208,9 @@ pub enum CommandError {
     Named { name: &'static str, message: String },
     #[error("PLC directory: {0}")]
     Plc(String),
+    /// An outbound service whose circuit breaker is open (`breaker.rs`): fails fast, 503.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("concurrent change to {0}; try again")]
     Conflict(String),
     #[error("{0}")]

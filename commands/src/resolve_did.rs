@@ -24,11 +24,12 @@ pub async fn resolve_did_document(ctx: &Ctx, did: &str) -> Result<Option<serde_j
         }
         _ => return Ok(None),
     };
-    let response = plc_client::client()?
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| CommandError::Plc(format!("GET {url}: {e}")))?;
+    let request = plc_client::client()?.get(&url);
+    let response = if parsed.method() == "plc" {
+        plc_client::send(&ctx.plc_url, request, &format!("GET {url}")).await?
+    } else {
+        request.send().await.map_err(|e| CommandError::Plc(format!("GET {url}: {e}")))?
+    };
     if matches!(response.status().as_u16(), 404 | 410) {
         return Ok(None);
     }

@@ -298,3 +298,24 @@ async fn two_nodes_share_a_limit_through_redis_over_tls() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The PLC directory's circuit breaker: 5 failed calls (nothing listens at the directory's
+/// address) open it, and the next createAccount fails fast with 503 `UpstreamFailure`.
+#[tokio::test]
+async fn an_unreachable_plc_directory_opens_its_breaker() {
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let s = Server::start(&[("PDS_DID_PLC_URL", dead.as_str()), ("PDS_INVITE_REQUIRED", "false"), ("PDS_SERVICE_HANDLE_DOMAINS", ".test")]).await;
+    let http = reqwest::Client::new();
+    let signup = |i: usize| json!({ "handle": format!("b{i}x.test"), "email": format!("b{i}@example.com"), "password": "pw-pw-pw-pw" });
+    for i in 0..5 {
+        let r = send(http.post(s.xrpc("com.atproto.server.createAccount")).json(&signup(i))).await;
+        assert_eq!(r.0, 500, "attempt {}: {:?}", i + 1, r.2);
+    }
+    let started = Instant::now();
+    let r = send(http.post(s.xrpc("com.atproto.server.createAccount")).json(&signup(9))).await;
+    assert_eq!(r.0, 503, "{:?}", r.2);
+    assert_eq!(r.2["error"], "UpstreamFailure");
+    let message = r.2["message"].as_str().unwrap();
+    assert!(message.contains("PLC directory") && message.contains("5 consecutive failures"), "{message}");
+    assert!(started.elapsed() < Duration::from_millis(500), "fails fast");
+}
