@@ -268,6 +268,7 @@ pub fn spawn_temp_blob_cleaner(
         oauth: Arc::new(crate::oauth_runtime::OAuthRuntime::new(config, None)),
         blobstore: store,
         limits: Arc::new(crate::rate_limit::RateLimiter::new(config.rate_limits.clone(), None)),
+        identity: crate::server::open_identity(config, None)?,
     };
     let ctx = ctx(&state).map_err(|e| anyhow::anyhow!("{}: {}", e.error, e.message))?;
     Ok(tokio::spawn(async move {

@@ -61,6 +61,10 @@ pub struct Config {
     pub redis_scratch_tls_ca_file: Option<String>,
     /// `PDS_RATE_LIMITS_ENABLED` and the limiter's other settings (`rate_limit.rs`).
     pub rate_limits: crate::rate_limit::RateLimitConfig,
+    /// Handle and DID resolution and its cache (`PDS_HANDLE_RESOLVER_NAMESERVERS`,
+    /// `PDS_HANDLE_BACKUP_NAMESERVERS`, `PDS_ID_RESOLVER_TIMEOUT`, `PDS_DID_CACHE_STALE_TTL`,
+    /// `PDS_DID_CACHE_MAX_TTL`; `commands::identity`).
+    pub identity: commands::identity::IdentitySettings,
     /// `PDS_EMAIL_FROM_ADDRESS` (default `noreply@<hostname>`). Mail goes to the dev mail sink,
     /// `<data directory>/mail/` (see `mail.rs`); SMTP (`PDS_EMAIL_SMTP_URL`) is not built, so
     /// setting it is refused at start rather than dropping mail silently.
@@ -133,6 +137,30 @@ impl BlobstoreConfig {
             BlobstoreConfig::S3 { s3, spool } => std::sync::Arc::new(blobstore::S3Store::new(s3.clone(), spool)?),
         })
     }
+}
+
+fn identity_settings(env: &dyn Env, plc_url: &str, dev_mode: bool) -> Result<commands::identity::IdentitySettings, ConfigError> {
+    let mut s = commands::identity::IdentitySettings::new(plc_url);
+    s.dev_mode = dev_mode;
+    let servers = |name: &'static str| -> Result<Vec<std::net::SocketAddr>, ConfigError> {
+        match env.get(name) {
+            Some(v) => commands::identity::parse_nameservers(&v)
+                .map_err(|found| ConfigError::Invalid { name, expected: "comma-separated ip or ip:port", found }),
+            None => Ok(Vec::new()),
+        }
+    };
+    s.nameservers = servers("PDS_HANDLE_RESOLVER_NAMESERVERS")?;
+    s.backup_nameservers = servers("PDS_HANDLE_BACKUP_NAMESERVERS")?;
+    let ms = |name: &'static str, default: u64| -> Result<std::time::Duration, ConfigError> {
+        Ok(std::time::Duration::from_millis(match env.get(name) {
+            Some(v) => parse_num(name, &v)?,
+            None => default,
+        }))
+    };
+    s.timeout = ms("PDS_ID_RESOLVER_TIMEOUT", 3000)?;
+    s.stale_ttl = ms("PDS_DID_CACHE_STALE_TTL", 3_600_000)?;
+    s.max_ttl = ms("PDS_DID_CACHE_MAX_TTL", 86_400_000)?;
+    Ok(s)
 }
 
 /// Where configuration values come from: the process environment, or a map in tests.
@@ -284,7 +312,9 @@ impl Config {
             Some(v) => std::time::Duration::from_millis(parse_num("PDS_CRAWL_INTERVAL_MS", &v)?),
             None => crate::crawlers::DEFAULT_INTERVAL,
         };
+        let did_plc_url = env.get("PDS_DID_PLC_URL").unwrap_or_else(|| DEFAULT_DID_PLC_URL.to_string());
         let rate_limits = crate::rate_limit::RateLimitConfig::load(env)?;
+        let identity = identity_settings(env, &did_plc_url, dev_mode)?;
         if let Some(a) = env.get("PDS_REDIS_SCRATCH_ADDRESS") {
             crate::redis_scratch::check_address(&a)
                 .map_err(|why| ConfigError::Invalid { name: "PDS_REDIS_SCRATCH_ADDRESS", expected: "host:port or a redis:// / rediss:// URL", found: why })?;
@@ -305,13 +335,14 @@ impl Config {
             terms_of_service_url: env.get("PDS_TERMS_OF_SERVICE_URL"),
             contact_email_address: env.get("PDS_CONTACT_EMAIL_ADDRESS"),
             dev_mode,
-            did_plc_url: env.get("PDS_DID_PLC_URL").unwrap_or_else(|| DEFAULT_DID_PLC_URL.to_string()),
+            did_plc_url,
             max_subscription_buffer,
             repo_backfill_limit,
             redis_scratch_address: env.get("PDS_REDIS_SCRATCH_ADDRESS"),
             redis_scratch_password: env.get("PDS_REDIS_SCRATCH_PASSWORD"),
             redis_scratch_tls_ca_file: env.get("PDS_REDIS_SCRATCH_TLS_CA_FILE"),
             rate_limits,
+            identity,
             email_from_address,
             blobstore,
             blob_temp_grace,

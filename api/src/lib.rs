@@ -19,7 +19,8 @@ pub mod oauth_runtime;
 pub mod mail;
 pub mod ops;
 pub mod rate_limit;
-pub mod redis_scratch;
+/// The Redis scratch store lives in `commands` (the identity cache uses it too).
+pub use commands::scratch as redis_scratch;
 pub mod repo_routes;
 pub mod secrets;
 pub mod server;

@@ -32,6 +32,14 @@ pub struct AppState {
     pub blobstore: Arc<dyn blobstore::BlobStore>,
     /// The one rate limiter (`rate_limit.rs`).
     pub limits: Arc<crate::rate_limit::RateLimiter>,
+    /// Handle and DID resolution with its cache (`commands::identity`).
+    pub identity: commands::identity::Identity,
+}
+
+/// The identity resolver of a configuration (falls back to the system resolver, logged, if the
+/// configured one cannot be built).
+pub fn open_identity(config: &Config, scratch: Option<crate::redis_scratch::Scratch>) -> anyhow::Result<commands::identity::Identity> {
+    commands::identity::Identity::new(config.identity.clone(), scratch).map_err(|e| anyhow::anyhow!("the DNS resolver: {e}"))
 }
 
 /// The scratch store of a configuration (none when unset or unusable, which is logged).
@@ -46,13 +54,13 @@ pub fn open_scratch(config: &Config) -> Option<crate::redis_scratch::Scratch> {
     }
 }
 
-pub fn router(config: Config, log: EventLog, blobstore: Arc<dyn blobstore::BlobStore>) -> Router {
+pub fn router(config: Config, log: EventLog, blobstore: Arc<dyn blobstore::BlobStore>, identity: commands::identity::Identity) -> Router {
     let appender = projections::Appender::new(log.clone());
     let firehose = crate::firehose::Settings::from_config(&config);
     let scratch = open_scratch(&config);
     let oauth = Arc::new(crate::oauth_runtime::OAuthRuntime::new(&config, scratch.clone()));
-    let limits = Arc::new(crate::rate_limit::RateLimiter::new(config.rate_limits.clone(), scratch));
-    let state = AppState { config: Arc::new(config), log, appender, oauth, blobstore, limits };
+    let limits = Arc::new(crate::rate_limit::RateLimiter::new(config.rate_limits.clone(), scratch.clone()));
+    let state = AppState { config: Arc::new(config), log, appender, oauth, blobstore, limits, identity };
     let rate_limits = axum::middleware::from_fn_with_state(state.clone(), crate::rate_limit::layer);
     let oauth_resource = axum::middleware::from_fn_with_state(state.clone(), crate::oauth_resource::layer);
     let oauth_nonces = axum::middleware::from_fn_with_state(state.clone(), crate::oauth_routes::nonce_layer);
@@ -188,7 +196,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.data_directory.display(),
         config.secrets.file.display()
     );
-    let app = router(config, log, blobstore).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let identity = open_identity(&config, open_scratch(&config))?;
+    let app = router(config, log, blobstore, identity).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     for r in runners {
         r.abort();

@@ -35,6 +35,10 @@ pub mod oauth_revoke;
 pub mod plc_client;
 pub mod refresh_session;
 pub mod resolve_did;
+pub mod identity;
+pub mod external_handle;
+pub mod safe_fetch;
+pub mod scratch;
 pub mod repo_tree;
 pub mod revoke_app_password;
 pub mod get_service_auth;
@@ -101,6 +105,9 @@ pub struct Ctx {
     pub kek: Zeroizing<[u8; 32]>,
     /// Where blob bytes live (`upload_blob.rs`, `get_blob.rs`, …); `None` until [`Ctx::with_blobstore`].
     pub blobstore: Option<std::sync::Arc<dyn blobstore::BlobStore>>,
+    /// Handle and DID resolution with the shared cache; `None` until [`Ctx::with_identity`]
+    /// (then `resolve_did` asks the network directly, uncached).
+    pub identity: Option<identity::Identity>,
 }
 
 /// The settings [`Ctx::new`] reads.
@@ -137,7 +144,13 @@ impl Ctx {
             rotation_key,
             kek,
             blobstore: None,
+            identity: None,
         })
+    }
+
+    pub fn with_identity(mut self, identity: identity::Identity) -> Ctx {
+        self.identity = Some(identity);
+        self
     }
 
     pub fn with_blobstore(mut self, store: std::sync::Arc<dyn blobstore::BlobStore>) -> Ctx {

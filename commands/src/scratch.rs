@@ -4,7 +4,8 @@
 //! address), TLS for `rediss://` (rustls; the system and webpki roots, or the PEM CA file in
 //! `PDS_REDIS_SCRATCH_TLS_CA_FILE`).
 //!
-//! Users: the OAuth replay store (`oauth_runtime.rs`), the rate limiter (`rate_limit.rs`).
+//! Users: the OAuth replay store (`api/oauth_runtime.rs`), the rate limiter
+//! (`api/rate_limit.rs`), the DID and handle cache (`identity.rs`).
 //! Every call is bounded by [`CALL_TIMEOUT`]; callers decide what an unreachable store means
 //! (the rate limiter falls back to memory, the replay store refuses). Never logs the password.
 
