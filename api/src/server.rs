@@ -76,6 +76,7 @@ pub fn router(config: Config, log: EventLog, blobstore: Arc<dyn blobstore::BlobS
         .merge(crate::server_app_passwords::routes())
         .merge(crate::server_account_status::routes())
         .merge(crate::server_identity::routes())
+        .merge(crate::identity_routes::routes())
         .merge(crate::server_email::routes())
         .merge(crate::sync_routes::routes())
         .merge(crate::blob_routes::routes())

@@ -1,6 +1,6 @@
 //! Accounts, sessions and identity over XRPC: `com.atproto.server.{createAccount, createSession,
 //! getSession, refreshSession, deleteSession}`, `com.atproto.identity.resolveHandle` (local
-//! handles), `com.atproto.repo.describeRepo`, `GET /.well-known/atproto-did`. Parses, calls
+//! handles first, then `identity_routes::resolve_handle_remote`), `com.atproto.repo.describeRepo`, `GET /.well-known/atproto-did`. Parses, calls
 //! `commands`, renders; [`command_error`] is the one mapping of command failures to the lexicon's
 //! error names and the reference's statuses.
 //!
@@ -231,11 +231,9 @@ async fn resolve_handle(
     if !domain::syntax::is_valid_handle(&handle) {
         return Err(XrpcError::invalid_request("handle must be a valid handle"));
     }
-    match projections::accounts::did_by_handle(&state.log, &handle).await {
-        Ok(Some(did)) => Ok(Json(json!({ "did": did }))),
-        Ok(None) => Err(XrpcError::new(StatusCode::BAD_REQUEST, "HandleNotFound", "Unable to resolve handle")),
-        Err(e) => Err(XrpcError::internal(&e)),
-    }
+    // Ours first; then, for other domains, DNS / `.well-known` through the identity cache.
+    let did = crate::identity_routes::resolve_handle_remote(&state, &handle, false).await?;
+    Ok(Json(json!({ "did": did })))
 }
 
 async fn describe_repo(

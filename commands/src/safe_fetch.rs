@@ -101,7 +101,8 @@ pub async fn get(url: &url::Url, accept: &str, limits: &Limits, dns: Option<&Tok
         }
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(limits.timeout)
+            // The outer timeout below is the bound; this one only backs it up.
+            .timeout(limits.timeout + Duration::from_secs(1))
             .resolve(&host, first)
             .build()
             .map_err(|e| fail(e.to_string()))?;
@@ -123,9 +124,10 @@ pub async fn get(url: &url::Url, accept: &str, limits: &Limits, dns: Option<&Tok
         }
         Ok(Fetched { status, content_type, body })
     };
+    let slow = || fail(format!("fetching {url}: no complete answer within {} ms", limits.timeout.as_millis()));
     match tokio::time::timeout(limits.timeout, exchange).await {
         Ok(r) => r,
-        Err(_) => Err(fail(format!("fetching {url}: no complete answer within {} ms", limits.timeout.as_millis()))),
+        Err(_) => Err(slow()),
     }
 }
 
