@@ -68,6 +68,23 @@ impl OAuthRuntime {
 
 pub use commands::safe_fetch::is_public;
 
+/// The SSRF guard (also the proxy's, `proxy/ssrf.rs`): the addresses of `host`, all of them
+/// public unicast, or why not. Callers connect only to the addresses returned.
+pub async fn public_addresses(host: &str, port: u16) -> Result<Vec<std::net::SocketAddr>, String> {
+    let addrs: Vec<std::net::SocketAddr> = tokio::time::timeout(FETCH_TIMEOUT, tokio::net::lookup_host((host, port)))
+        .await
+        .map_err(|_| format!("resolving {host} timed out"))?
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!("{host} has no address"));
+    }
+    if let Some(bad) = addrs.iter().find(|a| !is_public(a.ip())) {
+        return Err(format!("host {host} resolves to a private or loopback address ({})", bad.ip()));
+    }
+    Ok(addrs)
+}
+
 /// GET a JSON document from a public address (`commands::safe_fetch`: every resolved address
 /// public, pinned, no redirects), 200 + `application/json` required, at most
 /// [`FETCH_MAX_BYTES`] within [`FETCH_TIMEOUT`].

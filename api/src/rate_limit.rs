@@ -14,18 +14,17 @@
 //! default `loopback,linklocal,uniquelocal` as the reference's `trust proxy`) — the nearest
 //! untrusted address of `X-Forwarded-For`.
 //!
-//! [`METHODS`] is the table of which XRPC method draws on which buckets; [`layer`] applies it
-//! (and the global per-IP bucket) in front of every `/xrpc/` route. The OAuth endpoints call
-//! [`RateLimiter::check_ip`] with their bucket.
+//! [`METHODS`] is the table of which XRPC method draws on which buckets; the XRPC kernel's guard
+//! calls [`check`] after a local method's auth (so per-account buckets see the verified DID, also
+//! for OAuth). The OAuth endpoints call [`RateLimiter::check_ip`] with their bucket.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::config::{ConfigError, Env};
@@ -235,6 +234,11 @@ pub fn peer_ip(req: &Request) -> IpAddr {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+}
+
+/// The client's IP of a request (the socket, or `X-Forwarded-For` behind a trusted proxy).
+pub fn client_ip_of(state: &AppState, req: &Request) -> IpAddr {
+    client_ip(peer_ip(req), req.headers(), &state.config.rate_limits.trusted_proxies)
 }
 
 /// The limiter's settings (`PDS_RATE_LIMITS_ENABLED`, `PDS_RATE_LIMIT_BYPASS_KEY`,
@@ -473,35 +477,22 @@ pub fn apply_writes_points(body: &serde_json::Value) -> u64 {
         .max(1)
 }
 
-/// The account a request is authenticated as, for per-account buckets: an OAuth access token
-/// already verified by the resource-server layer, or a legacy access JWT whose signature,
-/// audience and expiry check out (the method itself does the rest).
-fn caller_did(state: &AppState, parts: &axum::http::request::Parts) -> Option<String> {
-    if let Some(oauth) = crate::oauth_resource::access_auth(parts) {
-        return oauth.ok().map(|a| a.did);
-    }
-    let token = crate::auth::bearer_token(&parts.headers).ok()?;
-    let key = domain::session_jwt::JwtKey::new(state.config.secrets.jwt_secret.as_bytes()).ok()?;
-    commands::verify_access_claims(&key, &state.config.service_did, token).ok().map(|c| c.sub)
-}
-
 /// Largest body read to price a call (applyWrites' own limit; createSession's is smaller).
 const PRICE_BODY_LIMIT: usize = 1_000_000;
 
-/// Middleware over every route: the global per-IP bucket and the method's buckets for
-/// `/xrpc/<nsid>`; passes everything else through.
-pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// The kernel's step for a local method, after its auth (`xrpc::methods::guard`): the global
+/// per-IP bucket (getRepo aside) and the method's buckets from [`METHODS`]. Per-account buckets
+/// use the verified [`AccessAuth`](crate::xrpc::AccessAuth) the auth step left in the request.
+/// `Ok` carries the request back (its body re-readable) and the tightest status for the
+/// response's headers; `Err` is the 429.
+pub async fn check(state: &AppState, nsid: &str, req: Request) -> Result<(Request, Option<Status>), Response> {
     let limiter = &state.limits;
     if !limiter.enabled() {
-        return next.run(req).await;
+        return Ok((req, None));
     }
-    // `_health` is not a method (the reference serves it outside XRPC, unlimited).
-    let Some(nsid) = req.uri().path().strip_prefix("/xrpc/").filter(|n| *n != "_health").map(str::to_owned) else {
-        return next.run(req).await;
-    };
     let ip = client_ip(peer_ip(&req), req.headers(), &limiter.config.trusted_proxies);
     if limiter.bypassed(ip, req.headers()) {
-        return next.run(req).await;
+        return Ok((req, None));
     }
     let method = METHODS.iter().find(|(n, _, _)| *n == nsid);
     let (parts, body) = req.into_parts();
@@ -516,8 +507,8 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
                 (axum::body::Body::from(bytes), json)
             }
             Err(_) => {
-                return XrpcError::new(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge", "request entity too large")
-                    .into_response()
+                return Err(XrpcError::new(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge", "request entity too large")
+                    .into_response())
             }
         }
     } else {
@@ -530,11 +521,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         }
     }
     if let Some((_, names, cost)) = method {
-        let did = if names.iter().any(|n| limiter.bucket(n).is_some_and(|b| b.key == KeyBy::Did)) {
-            caller_did(&state, &parts)
-        } else {
-            None
-        };
+        let did = parts.extensions.get::<crate::xrpc::AccessAuth>().map(|a| a.did.clone());
         let points = match cost {
             Cost::One => 1,
             Cost::Points(p) => *p,
@@ -557,13 +544,10 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         }
     }
     let req = Request::from_parts(parts, body);
-    let Some(tight) = tightest(&statuses) else { return next.run(req).await };
-    if tight.exceeded {
-        return exceeded_response(&tight);
+    match tightest(&statuses) {
+        Some(t) if t.exceeded => Err(exceeded_response(&t)),
+        t => Ok((req, t)),
     }
-    let mut res = next.run(req).await;
-    set_headers(res.headers_mut(), &tight);
-    res
 }
 
 #[cfg(test)]

@@ -46,11 +46,11 @@ pub async fn admin_update_account_handle(ctx: &Ctx, did: &str, handle: &str) -> 
 /// `GET {plc}/{did}/log/last`, then an update op with the new `alsoKnownAs`, signed and submitted.
 async fn update_plc_handle(ctx: &Ctx, did: &str, handle: &str) -> Result<(), CommandError> {
     let plc = |m: String| CommandError::Plc(m);
-    let last = plc_client::last_operation(&ctx.plc_url, did).await?;
+    let last = plc_client::last_operation(ctx, did).await?;
     let data = last.op.data().ok_or_else(|| plc(format!("{did} is tombstoned in the directory")))?;
     let prev = last.cid().map_err(|e| plc(e.to_string()))?;
     let op = UnsignedOp::update(data.with_handle(handle), prev)
         .sign(&ctx.rotation_key)
         .map_err(|e| CommandError::Internal(e.to_string()))?;
-    plc_client::submit_operation(&ctx.plc_url, did, &op.to_json()).await
+    plc_client::submit_operation(ctx, did, &op.to_json()).await
 }

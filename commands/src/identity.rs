@@ -266,9 +266,10 @@ impl Identity {
             "plc" => {
                 let url = format!("{}/{did}", self.0.settings.plc_url);
                 let client = crate::plc_client::client().map_err(|e| IdentityError::Unavailable(e.to_string()))?;
-                let resp = crate::plc_client::send(&self.0.settings.plc_url, client.get(&url), &format!("GET {url}"))
+                let resp = crate::plc_client::send_to(&self.0.settings.plc_url, client.get(&url))
                     .await
-                    .map_err(|e| IdentityError::Unavailable(e.to_string()))?;
+                    .map_err(|open| IdentityError::Unavailable(open.to_string()))?
+                    .map_err(|e| IdentityError::Unavailable(format!("GET {url}: {e}")))?;
                 let status = resp.status().as_u16();
                 if resp.content_length().is_some_and(|n| n > DID_DOC_MAX_BYTES as u64) {
                     return Err(IdentityError::BadDidDocument(format!("{url}: document larger than {DID_DOC_MAX_BYTES} bytes")));

@@ -1,6 +1,6 @@
 //! Resolving a DID document for identity checks that need the DID's *current* state (the signing
-//! key of a bring-your-own DID's service-auth token): did:plc from `PDS_DID_PLC_URL`
-//! (`GET {plc}/{did}`), did:web from `https://{host}/.well-known/did.json` (`http` for
+//! key of a bring-your-own DID's service-auth token): did:plc from the PLC directory
+//! (`plc_client::document`), did:web from `https://{host}/.well-known/did.json` (`http` for
 //! `localhost`, the only host that may carry a port). [`resolve_did_document_cached`] goes
 //! through `identity.rs` (cache, SSRF guard, bounded fetches) when the context has it.
 //!
@@ -30,7 +30,7 @@ pub async fn resolve_did_document_cached(ctx: &Ctx, did: &str, force: bool) -> R
 pub async fn resolve_did_document(ctx: &Ctx, did: &str) -> Result<Option<serde_json::Value>, CommandError> {
     let parsed = Did::parse(did).map_err(|_| CommandError::InvalidRequest(format!("invalid DID: {did}")))?;
     let url = match parsed.method() {
-        "plc" => format!("{}/{did}", ctx.plc_url),
+        "plc" => return plc_client::document(ctx, did).await,
         "web" => {
             let host = did.strip_prefix("did:web:").unwrap_or_default().replace("%3A", ":");
             if host.contains(':') && !host.starts_with("localhost:") {
@@ -41,12 +41,8 @@ pub async fn resolve_did_document(ctx: &Ctx, did: &str) -> Result<Option<serde_j
         }
         _ => return Ok(None),
     };
-    let request = plc_client::client()?.get(&url);
-    let response = if parsed.method() == "plc" {
-        plc_client::send(&ctx.plc_url, request, &format!("GET {url}")).await?
-    } else {
-        request.send().await.map_err(|e| CommandError::Plc(format!("GET {url}: {e}")))?
-    };
+    let response =
+        plc_client::client()?.get(&url).send().await.map_err(|e| CommandError::Plc(format!("GET {url}: {e}")))?;
     if matches!(response.status().as_u16(), 404 | 410) {
         return Ok(None);
     }

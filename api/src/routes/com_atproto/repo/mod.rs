@@ -1,0 +1,4 @@
+//! `com.atproto.repo.*`: records (`records.rs`) and blobs (`blobs.rs`).
+
+pub mod blobs;
+pub mod records;
