@@ -90,7 +90,14 @@ pub async fn public_addresses(host: &str, port: u16) -> Result<Vec<std::net::Soc
 /// [`FETCH_MAX_BYTES`] within [`FETCH_TIMEOUT`].
 pub async fn fetch_json(url: &url::Url) -> Result<serde_json::Value, String> {
     let limits = commands::safe_fetch::Limits { timeout: FETCH_TIMEOUT, max_bytes: FETCH_MAX_BYTES, allow_private: false };
-    let got = commands::safe_fetch::get(url, "application/json", &limits, None).await.map_err(|e| e.0)?;
+    let host = url.host_str().unwrap_or_default();
+    let got = commands::safe_fetch::get(url, "application/json", &limits, None).await.map_err(|e| {
+        if e.0.starts_with(&format!("{host} resolves")) {
+            format!("client metadata host {}", e.0)
+        } else {
+            e.0
+        }
+    })?;
     if got.status != 200 {
         return Err(format!("fetching {url}: HTTP {} (redirects are not followed)", got.status));
     }
