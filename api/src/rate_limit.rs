@@ -551,6 +551,7 @@ pub async fn check(state: &AppState, nsid: &str, req: Request) -> Result<(Reques
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

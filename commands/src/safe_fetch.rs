@@ -132,6 +132,7 @@ pub async fn get(url: &url::Url, accept: &str, limits: &Limits, dns: Option<&Tok
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
