@@ -313,7 +313,7 @@ mod tests {
         assert_eq!(stored, [adult.to_string(), personal.to_string()]);
         let current: Vec<Preference> = stored.iter().map(|j| Preference::from_json(j).unwrap()).collect();
         let saved = json!({"$type": "app.bsky.actor.defs#savedFeedsPrefV2", "items": []});
-        let after = put(&current, &[saved.clone()], false).unwrap();
+        let after = put(&current, std::slice::from_ref(&saved), false).unwrap();
         assert_eq!(after, [personal.to_string(), saved.to_string()]);
     }
 
