@@ -70,10 +70,11 @@ pub struct Config {
     /// `PDS_HANDLE_BACKUP_NAMESERVERS`, `PDS_ID_RESOLVER_TIMEOUT`, `PDS_DID_CACHE_STALE_TTL`,
     /// `PDS_DID_CACHE_MAX_TTL`; `commands::identity`).
     pub identity: commands::identity::IdentitySettings,
-    /// `PDS_EMAIL_FROM_ADDRESS` (default `noreply@<hostname>`). Mail goes to the dev mail sink,
-    /// `<data directory>/mail/` (see `mail.rs`); SMTP (`PDS_EMAIL_SMTP_URL`) is not built, so
-    /// setting it is refused at start rather than dropping mail silently.
+    /// `PDS_EMAIL_FROM_ADDRESS` (default `noreply@<hostname>`).
     pub email_from_address: String,
+    /// Mail and notification delivery: `PDS_EMAIL_SMTP_URL` (unset = the dev mail sink
+    /// `<data directory>/mail/`), retries, chat channels (`outbox/mod.rs`).
+    pub outbox: crate::outbox::OutboxSettings,
     /// Where blob bytes live: `PDS_BLOBSTORE_DISK_LOCATION` (default `<data>/blobs`) or an
     /// S3-compatible bucket (`PDS_BLOBSTORE_S3_*`); setting both is an error, as in the reference.
     pub blobstore: BlobstoreConfig,
@@ -84,6 +85,9 @@ pub struct Config {
     /// `PDS_CRAWL_INTERVAL_MS` (ours): least time between two requestCrawls to one crawler
     /// (20 minutes, the reference's threshold).
     pub crawl_interval: std::time::Duration,
+    /// `PDS_METRICS_BIND` (ours, `host:port`): also serve `/metrics` there, without auth (for a
+    /// scraper on a private address); unset = only on the main listener, behind the admin password.
+    pub metrics_bind: Option<SocketAddr>,
     /// Where XRPC calls not served here are proxied, and the proxy's limits (`proxy/`).
     pub proxy: ProxyConfig,
     /// `PDS_BSKY_APP_VIEW_CDN_URL_PATTERN`: image URLs in read-after-write views
@@ -403,13 +407,7 @@ impl Config {
             Some(v) => parse_num("PDS_REPO_BACKFILL_LIMIT_MS", &v)?,
             None => 24 * 60 * 60 * 1000,
         });
-        if env.get("PDS_EMAIL_SMTP_URL").is_some_and(|v| !v.trim().is_empty()) {
-            return Err(ConfigError::Invalid {
-                name: "PDS_EMAIL_SMTP_URL",
-                expected: "unset: SMTP delivery is not built yet; mail is written to <data directory>/mail/",
-                found: "(set)".to_string(),
-            });
-        }
+        let outbox = crate::outbox::OutboxSettings::from_env(env)?;
         let email_from_address = env.get("PDS_EMAIL_FROM_ADDRESS").unwrap_or_else(|| format!("noreply@{hostname}"));
         let blobstore = blobstore_config(env, &data_directory)?;
         let blob_temp_grace = std::time::Duration::from_secs(match env.get("PDS_BLOB_TEMP_GRACE_SECONDS") {
@@ -423,6 +421,14 @@ impl Config {
         let crawl_interval = match env.get("PDS_CRAWL_INTERVAL_MS") {
             Some(v) => std::time::Duration::from_millis(parse_num("PDS_CRAWL_INTERVAL_MS", &v)?),
             None => crate::crawlers::DEFAULT_INTERVAL,
+        };
+        let metrics_bind = match env.get("PDS_METRICS_BIND") {
+            Some(v) => Some(v.parse::<SocketAddr>().map_err(|_| ConfigError::Invalid {
+                name: "PDS_METRICS_BIND",
+                expected: "an address and port, e.g. 127.0.0.1:9464",
+                found: v.clone(),
+            })?),
+            None => None,
         };
         let proxy = proxy_config(env, dev_mode)?;
         let rate_limits = crate::rate_limit::RateLimitConfig::load(env)?;
@@ -464,10 +470,12 @@ impl Config {
             rate_limits,
             identity,
             email_from_address,
+            outbox,
             blobstore,
             blob_temp_grace,
             crawlers,
             crawl_interval,
+            metrics_bind,
             proxy,
             bsky_cdn_url_pattern: env.get("PDS_BSKY_APP_VIEW_CDN_URL_PATTERN").filter(|v| !v.trim().is_empty()),
             secrets,

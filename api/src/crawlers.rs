@@ -81,11 +81,19 @@ impl Crawlers {
         let Some(t) = self.targets.get(i) else { return };
         let url = format!("{}/xrpc/com.atproto.sync.requestCrawl", t.url);
         let outcome = self.client.post(&url).json(&serde_json::json!({ "hostname": self.hostname })).send().await;
-        match outcome {
-            Ok(r) if r.status().is_success() => t.breaker.success(),
-            Ok(r) => t.breaker.failure(&format!("requestCrawl: status {}", r.status())),
-            Err(e) => t.breaker.failure(&format!("requestCrawl: {e}")),
+        let failure = match outcome {
+            Ok(r) if r.status().is_success() => None,
+            Ok(r) => Some(format!("requestCrawl: status {}", r.status())),
+            Err(e) => Some(format!("requestCrawl: {e}")),
+        };
+        let metrics = crate::metrics::get();
+        metrics.outbound("crawler", if failure.is_none() { "ok" } else { "failed" });
+        match failure {
+            None => t.breaker.success(),
+            Some(why) => t.breaker.failure(&why),
         }
+        let open = t.breaker.state() != commands::breaker::BreakerState::Closed;
+        metrics.breaker_open.get_or_create(&crate::metrics::TargetLabel { target: t.url.clone() }).set(i64::from(open));
     }
 
     /// Follows the log from its head for the life of the process, notifying on public events.

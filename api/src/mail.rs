@@ -1,22 +1,19 @@
-//! Mail delivery. Only the dev mail sink is built: each message is written as one file,
-//! `<data directory>/mail/<unix-micros>-<purpose>.eml` (mode 0600; RFC 5322 headers `From`,
-//! `To`, `Subject`, `Date`, then the text), so an operator (or a test) can read the token. SMTP
-//! (`PDS_EMAIL_SMTP_URL`) is not built: `config.rs` refuses it at start.
+//! The dev mail sink, used when `PDS_EMAIL_SMTP_URL` is unset: the outbox (`outbox/`) writes each
+//! message as one file, `<data directory>/mail/<unix-micros>-<template>.eml` (mode 0600; RFC 5322
+//! headers `From`, `To`, `Subject`, `Date`, then the text part), so an operator (or a test) can
+//! read the token.
 //!
 //! Never logs a message body (it carries a token).
 
 use std::io::Write;
+use std::path::Path;
 
-use commands::Mail;
-
-use crate::config::Config;
-
-/// Writes `mail` into the sink.
-pub fn deliver(config: &Config, mail: &Mail) -> std::io::Result<()> {
-    let dir = config.data_directory.join("mail");
+/// Writes one message into the sink.
+pub fn deliver(data_directory: &Path, from: &str, to: &str, template: &str, subject: &str, text: &str) -> std::io::Result<()> {
+    let dir = data_directory.join("mail");
     std::fs::create_dir_all(&dir)?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let path = dir.join(format!("{}-{}.eml", now.as_micros(), mail.purpose.as_str()));
+    let path = dir.join(format!("{}-{template}.eml", now.as_micros()));
     let date = httpdate(now.as_secs());
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -29,10 +26,10 @@ pub fn deliver(config: &Config, mail: &Mail) -> std::io::Result<()> {
     write!(
         f,
         "From: {}\r\nTo: {}\r\nSubject: {}\r\nDate: {date}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{}",
-        config.email_from_address,
-        mail.to,
-        mail.subject,
-        mail.text.replace('\n', "\r\n")
+        from,
+        to,
+        subject,
+        text.replace('\n', "\r\n")
     )?;
     f.sync_all()
 }

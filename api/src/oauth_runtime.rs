@@ -52,7 +52,9 @@ impl OAuthRuntime {
                         }
                     }
                 }
-                let doc = fetch_json(&url).await.map_err(client::ClientError::InvalidMetadata)?;
+                let fetched = fetch_json(&url).await;
+                crate::metrics::get().outbound("client-metadata", if fetched.is_ok() { "ok" } else { "failed" });
+                let doc = fetched.map_err(client::ClientError::InvalidMetadata)?;
                 let meta = client::validate_metadata(client_id, &doc)?;
                 if let Ok(mut cache) = self.clients.lock() {
                     if cache.len() > 10_000 {
@@ -135,7 +137,11 @@ impl ReplayStore {
                     }
                 }
             }
-            ReplayStore::Redis(r) => r.set_nx_px(&key, ttl).await.map_err(|e| e.to_string()),
+            ReplayStore::Redis(r) => {
+                let result = r.set_nx_px(&key, ttl).await.map_err(|e| e.to_string());
+                crate::metrics::get().outbound("redis", if result.is_ok() { "ok" } else { "failed" });
+                result
+            }
         }
     }
 }

@@ -23,6 +23,8 @@ pub struct AppState {
     pub oauth: Arc<crate::oauth_runtime::OAuthRuntime>,
     /// Where blob bytes live.
     pub blobstore: Arc<dyn blobstore::BlobStore>,
+    /// The firehose seq high-water mark in the data directory (`high_water.rs`).
+    pub high_water: Arc<crate::high_water::HighWater>,
     /// The proxy for every XRPC method not served here (`proxy/`).
     pub proxy: crate::proxy::SharedProxy,
     /// The one rate limiter (`rate_limit.rs`).
@@ -59,17 +61,21 @@ pub fn router(
     let appender = projections::Appender::new(log.clone());
     let firehose = crate::routes::com_atproto::sync::subscribe_repos::Settings::from_config(&config);
     let oauth = Arc::new(crate::oauth_runtime::OAuthRuntime::new(&config, scratch.clone()));
+    let high_water = Arc::new(crate::high_water::HighWater::new(&config.data_directory));
     let proxy = Arc::new(crate::proxy::Proxy::new(&config));
     let limits = Arc::new(crate::rate_limit::RateLimiter::new(config.rate_limits.clone(), scratch));
-    let state = AppState { config: Arc::new(config), log, appender, oauth, blobstore, proxy, limits, identity };
+    let state = AppState { config: Arc::new(config), log, appender, oauth, blobstore, high_water, proxy, limits, identity };
     let oauth_nonces = axum::middleware::from_fn_with_state(state.clone(), crate::routes::oauth::server::nonce_layer);
     let methods = crate::routes::methods(firehose);
     crate::xrpc::router(&state, methods, crate::proxy::handle)
         .merge(crate::routes::other())
         .merge(crate::routes::plc_directory::routes(&state.config))
+        .merge(crate::metrics::routes())
+        .merge(crate::routes::tls_check::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn(crate::xrpc::plain_rejections_as_xrpc))
         .layer(oauth_nonces)
+        .layer(axum::middleware::from_fn(crate::observe::layer))
         .with_state(state)
 }
 
@@ -99,14 +105,42 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// How long open connections may take to finish after ctrl-c / SIGTERM.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Binds and serves until ctrl-c / SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let log = open_log(&config).await?;
-    // One task per catch-up projector, for the life of the process.
-    let runners = projections::runner::spawn(&log, &projections::all());
+    // Relays ignore seqs at or below their cursor: never start below what was served.
+    crate::high_water::reconcile(&config.data_directory, &log).await?;
+    crate::metrics::observe_log(&log);
     let blobstore = config.blobstore.open().map_err(|e| anyhow::anyhow!("opening the blob store: {e}"))?;
-    let cleaner = crate::blob_cleaner::spawn_temp_blob_cleaner(&config, &log, blobstore.clone())?;
-    let crawlers = crate::crawlers::Crawlers::new(&config.hostname, &config.crawlers, config.crawl_interval).spawn(log.clone());
+    // Run-once jobs: each on one node at a time (`jobs.rs`).
+    let node = crate::jobs::node_id(&config);
+    let mut jobs = Vec::new();
+    for p in projections::all().into_iter().filter(|p| p.kind == projections::Kind::CatchUp) {
+        let l = log.clone();
+        let start: crate::jobs::Start = Box::new(move || Ok(tokio::spawn(projections::runner::run(l.clone(), p))));
+        jobs.push(crate::jobs::spawn(log.clone(), format!("projector:{}", p.name), node.clone(), start));
+    }
+    {
+        let (c, l, b) = (config.clone(), log.clone(), blobstore.clone());
+        let start: crate::jobs::Start = Box::new(move || crate::blob_cleaner::spawn_temp_blob_cleaner(&c, &l, b.clone()));
+        jobs.push(crate::jobs::spawn(log.clone(), "blob-cleaner".into(), node.clone(), start));
+    }
+    if !config.crawlers.is_empty() {
+        let crawlers = crate::crawlers::Crawlers::new(&config.hostname, &config.crawlers, config.crawl_interval);
+        let l = log.clone();
+        let start: crate::jobs::Start = Box::new(move || {
+            crawlers.clone().spawn(l.clone()).ok_or_else(|| anyhow::anyhow!("no crawlers configured"))
+        });
+        jobs.push(crate::jobs::spawn(log.clone(), "crawl-notifier".into(), node.clone(), start));
+    }
+    if let Some(bind) = config.metrics_bind {
+        jobs.push(crate::metrics::spawn_listener(bind, log.clone()).await?);
+    }
+    // The outbox sender runs on every node: each attempt is claimed by a stream-version CAS.
+    let outbox = crate::outbox::spawn(&config, &log)?;
     let bind = config.bind;
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let local = listener.local_addr()?;
@@ -126,13 +160,28 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let scratch = open_scratch(&config);
     let identity = open_identity(&config, scratch.clone())?;
     let app = router(config, log, blobstore, identity, scratch).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
-    for r in runners {
-        r.abort();
+    // Graceful: stop accepting and let requests finish, but not forever (a slow client reading a
+    // large getRepo): whatever is still open after SHUTDOWN_GRACE is dropped. (Upgraded firehose
+    // connections are not waited for.)
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let signal = {
+        let stopping = stopping.clone();
+        async move {
+            shutdown_signal().await;
+            stopping.notify_one();
+        }
+    };
+    let served = axum::serve(listener, app).with_graceful_shutdown(signal);
+    tokio::select! {
+        r = served => r?,
+        _ = async { stopping.notified().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+            tracing::warn!("requests still running {SHUTDOWN_GRACE:?} after the shutdown signal: dropping them");
+        }
     }
-    cleaner.abort();
-    if let Some(c) = crawlers {
-        c.abort();
+    // Aborting a job's lease task drops its lease; the job's own task stops with the runtime.
+    outbox.abort();
+    for j in jobs {
+        j.abort();
     }
     Ok(())
 }

@@ -16,6 +16,8 @@ pub struct AdminAccountInfo {
     pub email_confirmed_at: Option<i64>,
     pub deactivated_at: Option<i64>,
     pub invite_code: Option<String>,
+    /// `disableAccountInvites` is in force.
+    pub invites_disabled: bool,
     /// `Some(reference)` when taken down (the reference may be absent: `Some(None)`).
     pub takedown: Option<Option<String>>,
 }
@@ -34,6 +36,7 @@ pub async fn admin_account_info(ctx: &Ctx, did: &str) -> Result<Option<AdminAcco
         email_confirmed_at: a.email_confirmed_at,
         deactivated_at: a.deactivation.as_ref().map(|d| d.at),
         invite_code: a.invite_code.clone(),
+        invites_disabled: a.invites_disabled,
         takedown: a.takedown.as_ref().map(|t| t.reference.clone()),
     }))
 }

@@ -1,6 +1,7 @@
 //! Admin `com.atproto.admin.deleteAccount`: erasure (design invariant 6). Appends
 //! `account.deleted` + `#account{deleted}` (the tombstone), then purges every earlier event of the
-//! DID's streams — and the `oauth/<request id>` streams of its OAuth requests and sessions — with
+//! DID's streams — and the `oauth/<request id>` streams of its OAuth requests and sessions, and the
+//! `notification/<id>` streams of its messages — with
 //! `EventLog::purge_did_and_streams` keeping those two, then rebuilds the read models from
 //! the log (`projections::replay`, one writer transaction) so that no row of the DID is left in
 //! `accounts`, `records`, `repo_blocks`, `stream_index`, `event_stats`, … and `pds verify` stays
@@ -30,7 +31,10 @@ pub async fn admin_delete_account(ctx: &Ctx, did: &str) -> Result<u64, CommandEr
         .iter()
         .map(|id| domain::oauth::aggregate::stream_name(id))
         .collect();
-    let purged = ctx.log().purge_did_and_streams(did, &oauth, &keep).await?;
+    // Its messages (`notification/<id>`: addresses and sealed content) go with it.
+    let mut streams = oauth;
+    streams.extend(projections::notifications::streams_of(ctx.log(), did).await?);
+    let purged = ctx.log().purge_did_and_streams(did, &streams, &keep).await?;
     let quiet: Arc<dyn Fn(projections::replay::Progress) + Send + Sync> = Arc::new(|_| {});
     projections::replay::replay(ctx.log(), projections::all(), quiet).await?;
     crate::blob_refs::delete_erased(ctx, did, &blobs).await;

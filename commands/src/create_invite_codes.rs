@@ -131,15 +131,28 @@ pub async fn get_account_invite_codes(ctx: &Ctx, did: &str, include_used: bool) 
         if !include_used && i.remaining() <= 0 {
             continue;
         }
-        out.push(InviteView {
-            code: i.code.clone(),
-            available: i.available,
-            disabled: false,
-            for_account: i.for_account.clone(),
-            created_by: i.created_by.clone(),
-            created_at: i.created_at,
-            uses: i.uses.iter().map(|u| (u.used_by.clone(), u.at)).collect(),
-        });
+        out.push(view_of(i));
     }
     Ok(out)
+}
+
+fn view_of(i: &domain::invite::Invite) -> InviteView {
+    InviteView {
+        code: i.code.clone(),
+        available: i.available,
+        disabled: i.disabled,
+        for_account: i.for_account.clone(),
+        created_by: i.created_by.clone(),
+        created_at: i.created_at,
+        uses: i.uses.iter().map(|u| (u.used_by.clone(), u.at)).collect(),
+    }
+}
+
+/// One code as the lexicon's `inviteCode` view (`None`: no such code).
+pub async fn invite_code_view(log: &eventlog::EventLog, code: &str) -> Result<Option<InviteView>, CommandError> {
+    if !domain::invite::is_valid_code(code) {
+        return Ok(None);
+    }
+    let (state, _) = load_invite(log, code).await?;
+    Ok(state.live().map(view_of))
 }

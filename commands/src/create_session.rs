@@ -3,8 +3,8 @@
 //! so response times don't tell which accounts exist; it answers exactly as a wrong password does.
 //!
 //! Email two-factor (`account.email_auth_factor`): a password login (not an app password) without
-//! `authFactorToken` gets a fresh sign-in code mailed (`CommandError::AuthFactorTokenRequired`
-//! carries the mail) and no session; with it, the code is checked and used in the session's append.
+//! `authFactorToken` gets a fresh sign-in code mailed (queued in the append that
+//! issues it; `CommandError::AuthFactorTokenRequired`) and no session; with it, the code is checked and used in the session's append.
 //!
 //! Never records the refresh token, only its hash (in `account.session_created`).
 
@@ -90,18 +90,23 @@ pub async fn create_session(
                 let hash = domain::email_token::hash(&ctx.jwt_secret, &token);
                 let issued = account::decide_issue_email_token(&state, EmailTokenPurpose::SignIn, hash, now_micros)
                     .map_err(account_error)?;
-                match ctx.appender.append(vec![account_append(&parsed, ExpectedVersion::Exact(version), &issued)]).await {
+                let message = crate::request_email_token::token_message(
+                    ctx,
+                    &did,
+                    &account.email,
+                    account.handle.as_str(),
+                    EmailTokenPurpose::SignIn,
+                    &token,
+                )
+                .await?;
+                let queued = crate::queue_notification::notification_append(ctx, &message)?;
+                let batch = vec![account_append(&parsed, ExpectedVersion::Exact(version), &issued), queued];
+                match ctx.appender.append(batch).await {
                     Ok(_) => {}
                     Err(eventlog::AppendError::Conflict { .. }) => continue,
                     Err(e) => return Err(append_error(e, account.handle.as_str(), &account.email)),
                 }
-                let mail = crate::request_email_token::mail(
-                    EmailTokenPurpose::SignIn,
-                    account.email.clone(),
-                    account.handle.as_str(),
-                    &token,
-                );
-                return Err(CommandError::AuthFactorTokenRequired(Box::new(mail)));
+                return Err(CommandError::AuthFactorTokenRequired);
             }
             Err(e) => return Err(crate::email_token_error(e)),
         }

@@ -1,5 +1,6 @@
 //! The lexicon documents embedded in the binary (copied from the atproto repository's
-//! `lexicons/`: app.bsky, com.atproto, chat.bsky.actor.declaration). Generated list.
+//! `lexicons/`: app.bsky, com.atproto, chat.bsky.actor.declaration), and this server's own
+//! `org.eventpds.*` methods (admin, and the account notification endpoints). Generated list, plus those.
 
 pub(crate) const DOCUMENTS: &[&str] = &[
     include_str!("../lexicons/app/bsky/actor/contentVisibilityDeclaration.json"),
@@ -262,6 +263,17 @@ pub(crate) const DOCUMENTS: &[&str] = &[
     include_str!("../lexicons/com/atproto/temp/fetchLabels.json"),
     include_str!("../lexicons/com/atproto/temp/requestPhoneVerification.json"),
     include_str!("../lexicons/com/atproto/temp/revokeAccountCredentials.json"),
+    // This server's own namespace.
+    include_str!("../lexicons/org/eventpds/admin/getEventStats.json"),
+    include_str!("../lexicons/org/eventpds/admin/listEvents.json"),
+    include_str!("../lexicons/org/eventpds/admin/listStreams.json"),
+    include_str!("../lexicons/org/eventpds/admin/subscribeEvents.json"),
+    include_str!("../lexicons/org/eventpds/account/confirmChannelVerification.json"),
+    include_str!("../lexicons/org/eventpds/account/defs.json"),
+    include_str!("../lexicons/org/eventpds/account/getNotificationPrefs.json"),
+    include_str!("../lexicons/org/eventpds/account/listNotificationHistory.json"),
+    include_str!("../lexicons/org/eventpds/account/startChannelVerification.json"),
+    include_str!("../lexicons/org/eventpds/account/updateNotificationPrefs.json"),
 ];
 
 /// The embedded lexicons as one catalog, loaded once (a document that does not load is logged
@@ -282,4 +294,22 @@ pub fn catalog() -> &'static domain::lexicon::Catalog {
         }
         c
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    #[test]
+    fn our_lexicons_load() {
+        let mut catalog = domain::lexicon::Catalog::new();
+        let mut ours = 0;
+        for doc in super::DOCUMENTS {
+            let v: serde_json::Value = serde_json::from_str(doc).unwrap();
+            if v["id"].as_str().unwrap().starts_with("org.eventpds.") {
+                catalog.add_document(&v).unwrap_or_else(|e| panic!("{}: {e}", v["id"]));
+                ours += 1;
+            }
+        }
+        assert_eq!(ours, 6);
+    }
 }

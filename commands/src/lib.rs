@@ -8,6 +8,8 @@
 pub mod activate_account;
 pub mod admin_account_info;
 pub mod admin_delete_account;
+pub mod admin_send_email;
+pub mod admin_update_account_email;
 pub mod admin_update_account_handle;
 pub mod admin_update_account_password;
 pub mod admin_update_subject_status;
@@ -26,6 +28,9 @@ pub mod create_session;
 pub mod deactivate_account;
 pub mod delete_session;
 mod lexicon_docs;
+pub mod disable_invite_codes;
+pub mod get_invite_codes;
+pub mod set_account_invites;
 pub use lexicon_docs::catalog as lexicon_catalog;
 pub mod oauth_authorize;
 pub mod oauth_exchange_code;
@@ -47,6 +52,8 @@ pub mod revoke_app_password;
 pub mod get_service_auth;
 pub mod update_handle;
 pub mod request_email_token;
+pub mod queue_notification;
+pub mod notification_prefs;
 pub mod confirm_email;
 pub mod update_email;
 pub mod reset_password;
@@ -68,20 +75,26 @@ pub use create_account::{create_account, CreateAccountInput};
 pub use activate_account::activate_account;
 pub use admin_account_info::{admin_account_info, AdminAccountInfo};
 pub use admin_delete_account::admin_delete_account;
+pub use admin_send_email::admin_send_email;
+pub use admin_update_account_email::admin_update_account_email;
 pub use admin_update_account_handle::admin_update_account_handle;
 pub use admin_update_account_password::admin_update_account_password;
 pub use admin_update_subject_status::{admin_update_deactivated, admin_update_takedown};
 pub use check_account_status::{check_account_status, AccountStatusView};
 pub use deactivate_account::deactivate_account;
 pub use create_app_password::{create_app_password, list_app_passwords, AppPasswordView, NewAppPassword};
-pub use create_invite_codes::{create_invite_codes, get_account_invite_codes, AccountCodes, InviteView};
+pub use create_invite_codes::{create_invite_codes, get_account_invite_codes, invite_code_view, AccountCodes, InviteView};
 pub use create_session::{create_session, get_session};
 pub use delete_session::delete_session;
 pub use refresh_session::refresh_session;
 pub use revoke_app_password::revoke_app_password;
 pub use get_service_auth::{get_recommended_did_credentials, get_service_auth, DidCredentials};
 pub use update_handle::update_handle;
-pub use request_email_token::{request_email_token, request_password_reset, Mail};
+pub use request_email_token::{request_email_token, request_password_reset};
+pub use queue_notification::{
+    claim_notification, load_notification, notification_append, queue_notification, record_notification_outcome, Claim,
+    Message,
+};
 pub use confirm_email::confirm_email;
 pub use update_email::update_email;
 pub use reset_password::reset_password;
@@ -220,7 +233,7 @@ pub enum CommandError {
     /// A password login that needs the emailed sign-in code: `api` sends the mail, then answers
     /// 401 `AuthFactorTokenRequired`.
     #[error("A sign in code has been sent to your email address")]
-    AuthFactorTokenRequired(Box<request_email_token::Mail>),
+    AuthFactorTokenRequired,
     /// `getServiceAuth` with an `exp` it may not grant.
     #[error("{0}")]
     BadExpiration(String),
@@ -501,6 +514,18 @@ pub(crate) async fn decide_on_account(
     email: &str,
     decide: impl Fn(&AccountState, i64) -> Result<Vec<AccountEvent>, CommandError>,
 ) -> Result<(), CommandError> {
+    decide_on_account_with(ctx, did, email, vec![], decide).await
+}
+
+/// [`decide_on_account`] with more streams in the same append (a queued notification): they
+/// commit with the account's events or not at all (and not when the decision is "nothing").
+pub(crate) async fn decide_on_account_with(
+    ctx: &Ctx,
+    did: &str,
+    email: &str,
+    extra: Vec<StreamAppend>,
+    decide: impl Fn(&AccountState, i64) -> Result<Vec<AccountEvent>, CommandError>,
+) -> Result<(), CommandError> {
     let parsed = Did::parse(did).map_err(|_| CommandError::AccountNotFound)?;
     for _ in 0..3 {
         let (state, version) = load_account(ctx.log(), did).await?;
@@ -509,7 +534,9 @@ pub(crate) async fn decide_on_account(
         if events.is_empty() {
             return Ok(());
         }
-        match ctx.appender.append(vec![account_append(&parsed, ExpectedVersion::Exact(version), &events)]).await {
+        let mut batch = vec![account_append(&parsed, ExpectedVersion::Exact(version), &events)];
+        batch.extend(extra.iter().cloned());
+        match ctx.appender.append(batch).await {
             Ok(_) => return Ok(()),
             Err(AppendError::Conflict { .. }) => continue,
             Err(e) => return Err(append_error(e, "", email)),

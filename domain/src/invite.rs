@@ -17,7 +17,8 @@ use crate::cbor;
 
 pub const CREATED: &str = "invite.created";
 pub const USED: &str = "invite.used";
-pub const EVENT_TYPES: [&str; 2] = [CREATED, USED];
+pub const DISABLED: &str = "invite.disabled";
+pub const EVENT_TYPES: [&str; 3] = [CREATED, USED, DISABLED];
 pub const EVENT_VERSION: i32 = 1;
 /// Most uses one code may grant (the lexicon sets no limit; this keeps the integers sane).
 pub const MAX_USE_COUNT: i64 = 1_000_000;
@@ -57,6 +58,8 @@ pub fn is_valid_code(code: &str) -> bool {
 pub enum InviteEvent {
     Created { code: String, available: i64, for_account: String, created_by: String, at: i64 },
     Used { code: String, used_by: String, at: i64 },
+    /// The operator disabled the code (`com.atproto.admin.disableInviteCodes`): no more uses.
+    Disabled { code: String, at: i64 },
 }
 
 /// One use of a code.
@@ -74,6 +77,7 @@ pub struct Invite {
     pub created_by: String,
     pub created_at: i64,
     pub uses: Vec<InviteUse>,
+    pub disabled: bool,
 }
 
 impl Invite {
@@ -109,7 +113,12 @@ pub fn evolve(state: InviteState, event: &InviteEvent) -> InviteState {
                 created_by: created_by.clone(),
                 created_at: *at,
                 uses: vec![],
+                disabled: false,
             })
+        }
+        (InviteState::Live(mut i), InviteEvent::Disabled { .. }) => {
+            i.disabled = true;
+            InviteState::Live(i)
         }
         (InviteState::Live(mut i), InviteEvent::Used { used_by, at, .. }) => {
             i.uses.push(InviteUse { used_by: used_by.clone(), at: *at });
@@ -165,13 +174,22 @@ pub fn decide_create(
 /// use left.
 pub fn decide_use(state: &InviteState, used_by: &str, now: i64) -> Result<Vec<InviteEvent>, InviteError> {
     let invite = state.live().ok_or(InviteError::Unavailable)?;
-    if invite.remaining() <= 0 {
+    if invite.disabled || invite.remaining() <= 0 {
         return Err(InviteError::Unavailable);
     }
     if invite.uses.iter().any(|u| u.used_by == used_by) {
         return Err(InviteError::AlreadyUsedBy);
     }
     Ok(vec![InviteEvent::Used { code: invite.code.clone(), used_by: used_by.to_owned(), at: now }])
+}
+
+/// `disableInviteCodes`: disables a live code once (an unknown or already disabled code: no
+/// event).
+pub fn decide_disable(state: &InviteState, now: i64) -> Vec<InviteEvent> {
+    match state.live() {
+        Some(i) if !i.disabled => vec![InviteEvent::Disabled { code: i.code.clone(), at: now }],
+        _ => vec![],
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -191,12 +209,13 @@ impl InviteEvent {
         match self {
             InviteEvent::Created { .. } => CREATED,
             InviteEvent::Used { .. } => USED,
+            InviteEvent::Disabled { .. } => DISABLED,
         }
     }
 
     pub fn code(&self) -> &str {
         match self {
-            InviteEvent::Created { code, .. } | InviteEvent::Used { code, .. } => code,
+            InviteEvent::Created { code, .. } | InviteEvent::Used { code, .. } | InviteEvent::Disabled { code, .. } => code,
         }
     }
 
@@ -215,6 +234,10 @@ impl InviteEvent {
             InviteEvent::Used { code, used_by, at } => {
                 m.insert("code".to_owned(), s(code));
                 m.insert("usedBy".to_owned(), s(used_by));
+                m.insert("at".to_owned(), Ipld::Integer(i128::from(*at)));
+            }
+            InviteEvent::Disabled { code, at } => {
+                m.insert("code".to_owned(), s(code));
                 m.insert("at".to_owned(), Ipld::Integer(i128::from(*at)));
             }
         }
@@ -238,7 +261,11 @@ impl InviteEvent {
             Some(Ipld::Integer(v)) => i64::try_from(*v).map_err(|_| InviteDecodeError::Field(k)),
             _ => Err(InviteDecodeError::Field(k)),
         };
-        let expected = if event_type == CREATED { 5 } else { 3 };
+        let expected = match event_type {
+            CREATED => 5,
+            USED => 3,
+            _ => 2,
+        };
         if m.len() != expected {
             return Err(InviteDecodeError::Field("unexpected fields"));
         }
@@ -250,8 +277,10 @@ impl InviteEvent {
                 created_by: text("createdBy")?,
                 at: int("at")?,
             }
-        } else {
+        } else if event_type == USED {
             InviteEvent::Used { code: text("code")?, used_by: text("usedBy")?, at: int("at")? }
+        } else {
+            InviteEvent::Disabled { code: text("code")?, at: int("at")? }
         })
     }
 }
@@ -289,6 +318,14 @@ mod tests {
         assert_eq!(s.live().unwrap().remaining(), 0);
         assert_eq!(decide_use(&s, "did:plc:c", 5), Err(InviteError::Unavailable));
         assert_eq!(decide_use(&InviteState::Absent, "did:plc:c", 5), Err(InviteError::Unavailable));
+        // A disabled code is unavailable; disabling twice appends nothing.
+        let fresh = evolve(InviteState::Absent, &decide_create(&InviteState::Absent, "x-aaaaa-bbbbb", 5, "admin", "admin", 1).unwrap()[0]);
+        let off = decide_disable(&fresh, 2);
+        assert_eq!(off, vec![InviteEvent::Disabled { code: "x-aaaaa-bbbbb".into(), at: 2 }]);
+        let fresh = evolve(fresh, &off[0]);
+        assert_eq!(decide_use(&fresh, "did:plc:c", 5), Err(InviteError::Unavailable));
+        assert_eq!(decide_disable(&fresh, 3), vec![]);
+        assert_eq!(decide_disable(&InviteState::Absent, 3), vec![]);
     }
 
     #[test]
@@ -311,6 +348,7 @@ mod tests {
                 at: 7,
             },
             InviteEvent::Used { code: "x-aaaaa-bbbbb".into(), used_by: "did:plc:y".into(), at: 8 },
+            InviteEvent::Disabled { code: "x-aaaaa-bbbbb".into(), at: 9 },
         ];
         for e in events {
             let back = InviteEvent::from_payload(e.event_type(), EVENT_VERSION, &e.to_payload()).unwrap();

@@ -63,9 +63,13 @@ fn hex_digit(c: u8) -> Option<u8> {
 }
 
 fn cipher_v1(kek: &[u8; 32]) -> Result<Aes256Gcm, KeyEncryptionError> {
+    cipher(kek, INFO_V1)
+}
+
+fn cipher(kek: &[u8; 32], info: &[u8]) -> Result<Aes256Gcm, KeyEncryptionError> {
     let mut okm = Zeroizing::new([0u8; 32]);
     Hkdf::<Sha256>::new(None, kek)
-        .expand(INFO_V1, okm.as_mut())
+        .expand(info, okm.as_mut())
         .map_err(|_| KeyEncryptionError::Encrypt)?;
     Aes256Gcm::new_from_slice(okm.as_ref()).map_err(|_| KeyEncryptionError::Encrypt)
 }
@@ -102,6 +106,41 @@ fn encrypt_with_nonce(
     out.extend_from_slice(&nonce);
     out.extend_from_slice(&sealed);
     Ok(out)
+}
+
+/// The same scheme for other secrets at rest: AES-256-GCM under HKDF(KEK, `info`), `aad` bound,
+/// blob layout `version || nonce || ciphertext || tag` with version [`VERSION_1`]. A distinct
+/// `info` per use keeps the derived keys apart (a sealed notification cannot be opened as a key).
+pub fn seal(kek: &[u8; 32], info: &[u8], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, KeyEncryptionError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    OsRng.fill_bytes(&mut nonce);
+    let sealed = cipher(kek, info)?
+        .encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad })
+        .map_err(|_| KeyEncryptionError::Encrypt)?;
+    let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
+    out.push(VERSION_1);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// Opens a blob from [`seal`] with the same `info` and `aad`.
+pub fn open(kek: &[u8; 32], info: &[u8], aad: &[u8], blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyEncryptionError> {
+    let Some((&version, rest)) = blob.split_first() else {
+        return Err(KeyEncryptionError::Truncated(0));
+    };
+    if version != VERSION_1 {
+        return Err(KeyEncryptionError::UnknownVersion(version));
+    }
+    if rest.len() < NONCE_LEN + TAG_LEN {
+        return Err(KeyEncryptionError::Truncated(blob.len()));
+    }
+    let (nonce, sealed) = rest.split_at(NONCE_LEN);
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| KeyEncryptionError::Truncated(blob.len()))?;
+    cipher(kek, info)?
+        .decrypt(&Nonce::from(nonce), Payload { msg: sealed, aad })
+        .map(Zeroizing::new)
+        .map_err(|_| KeyEncryptionError::Unauthentic)
 }
 
 /// Decrypts a blob from [`encrypt_key`] for `did`. The plaintext is wiped when dropped.

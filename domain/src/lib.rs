@@ -18,6 +18,8 @@ pub mod json;
 pub mod key_encryption;
 pub mod lexicon;
 pub mod mst;
+pub mod notification;
+pub mod notification_prefs;
 pub mod oauth;
 pub mod password;
 pub mod plc;

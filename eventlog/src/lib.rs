@@ -10,10 +10,15 @@
 //! This crate never interprets payloads (they are opaque DAG-CBOR bytes) and never updates a log
 //! row; the only deletion is [`EventLog::purge_did`] (account erasure).
 
+mod lease;
 mod postgres;
 mod sqlite;
 mod tail;
+mod transfer;
 mod writer;
+
+pub use lease::{lease_key, LeaseClaim};
+pub use transfer::{ExportError, ExportProgress};
 
 use std::fmt;
 use std::path::Path;
@@ -307,6 +312,31 @@ struct Counters {
     transactions: AtomicU64,
     appends: AtomicU64,
     events: AtomicU64,
+    /// Told about every committed group (metrics); set once per log.
+    observer: std::sync::OnceLock<CommitObserver>,
+}
+
+/// What the writer reports about one committed group transaction.
+#[derive(Debug, Clone)]
+pub struct CommitObservation {
+    /// Append requests that committed in it (the group-commit size).
+    pub requests: usize,
+    pub events: usize,
+    /// From taking the group to commit.
+    pub commit: Duration,
+    /// Per request of the group: from being queued to commit.
+    pub latencies: Vec<Duration>,
+}
+
+/// A callback for [`EventLog::observe_commits`].
+pub type CommitObserver = Box<dyn Fn(&CommitObservation) + Send + Sync>;
+
+/// Connections of the read pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
 }
 
 struct Inner {
@@ -413,7 +443,7 @@ impl EventLog {
         let (reply, rx) = oneshot::channel();
         self.inner
             .jobs
-            .send(writer::Job::Append(writer::AppendJob { batch, inline, reply }))
+            .send(writer::Job::Append(writer::AppendJob { batch, inline, reply, enqueued: std::time::Instant::now() }))
             .await
             .map_err(|_| LogError::WriterStopped)?;
         rx.await.map_err(|_| LogError::WriterStopped)?
@@ -552,6 +582,20 @@ impl EventLog {
         after: i64,
     ) -> impl futures_util::Stream<Item = Result<Envelope, LogError>> + Send + 'static {
         tail::tail(self.clone(), after)
+    }
+
+    /// Calls `observer` after every group commit of this process's writer (first caller wins;
+    /// returns whether it was installed). It runs on the writer task: keep it to counters.
+    pub fn observe_commits(&self, observer: CommitObserver) -> bool {
+        self.inner.counters.observer.set(observer).is_ok()
+    }
+
+    /// The read pool's connections now.
+    pub fn pool_stats(&self) -> PoolStats {
+        match &self.inner.reader {
+            Reader::Sqlite(p) => PoolStats { size: p.size(), idle: u32::try_from(p.num_idle()).unwrap_or(u32::MAX), max: p.options().get_max_connections() },
+            Reader::Postgres(p) => PoolStats { size: p.size(), idle: u32::try_from(p.num_idle()).unwrap_or(u32::MAX), max: p.options().get_max_connections() },
+        }
     }
 
     /// Which backend this log runs on: `"sqlite"` or `"postgres"`.

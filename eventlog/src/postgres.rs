@@ -100,6 +100,20 @@ fn migrator() -> Migrator {
             MigrationType::Simple,
             Cow::Borrowed(include_str!("../../migrations/postgres/0014_bsky_app.sql")),
             false,
+        ),
+        Migration::new(
+            15,
+            Cow::Borrowed("notifications"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/postgres/0015_notifications.sql")),
+            false,
+        ),
+        Migration::new(
+            16,
+            Cow::Borrowed("invites disabled"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/postgres/0016_invites_disabled.sql")),
+            false,
         )]),
         ..Migrator::DEFAULT
     }

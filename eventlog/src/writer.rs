@@ -21,6 +21,8 @@ pub(crate) struct AppendJob {
     pub batch: Vec<StreamAppend>,
     pub inline: Option<Inline>,
     pub reply: oneshot::Sender<Result<Vec<Envelope>, AppendError>>,
+    /// When the request was queued (append latency = queue wait + its group commit).
+    pub enqueued: std::time::Instant,
 }
 
 pub(crate) enum Job {
@@ -127,8 +129,11 @@ pub(crate) async fn run(
         }
         let mut replies = Vec::with_capacity(group.len());
         let mut work = Vec::with_capacity(group.len());
+        let mut enqueued = Vec::with_capacity(group.len());
+        let started = std::time::Instant::now();
         for job in group {
             replies.push(job.reply);
+            enqueued.push(job.enqueued);
             work.push((job.batch, job.inline));
         }
         let outcome = match &mut conn {
@@ -147,6 +152,15 @@ pub(crate) async fn run(
             counters
                 .events
                 .fetch_add(ok.iter().map(|e| e.len() as u64).sum(), Ordering::Relaxed);
+            if let Some(observe) = counters.observer.get() {
+                let done = std::time::Instant::now();
+                observe(&crate::CommitObservation {
+                    requests: ok.len(),
+                    events: ok.iter().map(|e| e.len()).sum(),
+                    commit: done.duration_since(started),
+                    latencies: enqueued.iter().map(|t| done.duration_since(*t)).collect(),
+                });
+            }
             head.send_if_modified(|h| {
                 if pos > *h {
                     *h = pos;

@@ -39,6 +39,7 @@ pub const PROJECTOR: Projector = Projector {
                 "takedown_ref",
                 "taken_down_at",
                 "email_auth_factor",
+                "invites_disabled",
             ],
         },
         Table {
@@ -216,6 +217,10 @@ async fn apply_one(tx: &mut Tx<'_>, did: &str, event: &AccountEvent) -> Result<(
             )
             .await?;
         }
+        AccountEvent::InvitesDisabledUpdated { disabled, .. } => {
+            exec(tx, "UPDATE accounts SET invites_disabled = ? WHERE did = ?", &[i64::from(*disabled).into(), did.into()])
+                .await?;
+        }
         AccountEvent::EmailAuthFactorUpdated { enabled, .. } => {
             exec(tx, "UPDATE accounts SET email_auth_factor = ? WHERE did = ?", &[i64::from(*enabled).into(), did.into()])
                 .await?;
@@ -296,6 +301,7 @@ type AccountRowT = (
     Option<String>,
     Option<i64>,
     i64,
+    i64,
 );
 
 /// token_hash, family, app_password_name, expires_at, successor.
@@ -341,7 +347,7 @@ async fn read_account(
         fetch_optional,
         "SELECT handle, email, email_confirmed_at, password_hash, signing_key_encrypted, signing_did_key, \
          plc_genesis, invite_code, created_at, deactivated_at, delete_after, takedown_ref, taken_down_at, \
-         email_auth_factor FROM accounts WHERE did = ?",
+         email_auth_factor, invites_disabled FROM accounts WHERE did = ?",
         did
     );
     let Some(r) = row else { return Ok(None) };
@@ -395,6 +401,7 @@ fn account_from(
         email: r.1,
         email_confirmed_at: r.2,
         email_auth_factor: r.13 != 0,
+        invites_disabled: r.14 != 0,
         password_hash: r.3,
         signing_key_encrypted: r.4,
         signing_did_key: r.5,

@@ -228,3 +228,10 @@ pub async fn expired_temporaries(log: &EventLog, before: i64, limit: i64) -> Res
     Ok(fetch!(log.read_pool(), sql, (String, String), [before, limit]))
 }
 
+
+/// Every stored blob as (did, cid), in (did, cid) order after `after`, at most `limit` (for
+/// `pds backup`).
+pub async fn all_keys(log: &EventLog, after: (&str, &str), limit: i64) -> Result<Vec<(String, String)>, ProjectionError> {
+    let sql = "SELECT did, cid FROM blobs WHERE did > ? OR (did = ? AND cid > ?) ORDER BY did, cid LIMIT ?";
+    Ok(fetch!(log.read_pool(), sql, (String, String), [after.0, after.0, after.1, limit]))
+}

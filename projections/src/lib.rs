@@ -11,6 +11,7 @@ pub mod blobs;
 pub mod checkpoints;
 pub mod event_stats;
 pub mod invites;
+pub mod notifications;
 pub mod oauth;
 pub mod plc_operations;
 mod projector;
@@ -32,6 +33,7 @@ pub fn all() -> Vec<Projector> {
         stream_index::PROJECTOR,
         accounts::PROJECTOR,
         invites::PROJECTOR,
+        notifications::PROJECTOR,
         repo_blocks::PROJECTOR,
         records::PROJECTOR,
         blobs::PROJECTOR,

@@ -59,10 +59,10 @@ async fn account_status_flow(pg: Option<&PgDatabase>) {
     let app_pw = app.1["password"].as_str().unwrap().to_owned();
     let app_login = post(s, "com.atproto.server.createSession", None, json!({ "identifier": did, "password": app_pw })).await;
     let app_token = app_login.1["accessJwt"].as_str().unwrap().to_owned();
-    assert_error(&post(s, DEACTIVATE, Some(&app_token), json!({})).await, 400, "InvalidToken");
-    assert_error(&post(s, ACTIVATE, Some(&app_token), json!({})).await, 400, "InvalidToken");
+    assert_error(&post(s, DEACTIVATE, Some(&app_token), Value::Null).await, 400, "InvalidToken");
+    assert_error(&post(s, ACTIVATE, Some(&app_token), Value::Null).await, 400, "InvalidToken");
     assert_eq!(get(s, STATUS, Some(&app_token)).await.0, 200);
-    assert_error(&post(s, DEACTIVATE, None, json!({})).await, 401, "AuthMissing");
+    assert_error(&post(s, DEACTIVATE, None, Value::Null).await, 401, "AuthMissing");
     assert_error(&post(s, DEACTIVATE, Some(&full), json!({ "deleteAfter": "tomorrow" })).await, 400, "InvalidRequest");
     assert_error(&post(s, DEACTIVATE, Some(&full), json!({ "deleteAfter": 5 })).await, 400, "InvalidRequest");
 
@@ -80,16 +80,20 @@ async fn account_status_flow(pg: Option<&PgDatabase>) {
     let me = get(s, "com.atproto.server.getSession", Some(&full)).await;
     assert_eq!((me.1["active"].clone(), me.1["status"].clone()), (json!(false), json!("deactivated")), "{me:?}");
     assert_eq!(get(s, STATUS, Some(&full)).await.1["activated"], false);
-    // A deactivated account still logs in; a bodiless deactivate again is fine.
+    // A deactivated account still logs in; deactivating again is fine.
     let relog = post(s, "com.atproto.server.createSession", None, json!({ "identifier": "alice.test", "password": PASSWORD })).await;
     assert_eq!(relog.0, 200, "{relog:?}");
     assert_eq!(relog.1["active"], false);
+    // deactivateAccount declares a JSON input: no body at all is the reference's InvalidRequest.
     let bare = reqwest::Client::new().post(s.xrpc(DEACTIVATE)).bearer_auth(&full).send().await.unwrap();
-    assert_eq!(bare.status().as_u16(), 200);
+    assert_eq!(bare.status().as_u16(), 400);
+    let bare: Value = bare.json().await.unwrap();
+    assert_eq!(bare["message"], "A request body is expected but none was provided", "{bare}");
+    assert_eq!(post(s, DEACTIVATE, Some(&full), json!({})).await.0, 200, "deactivating again is fine");
 
     // --- activate -----------------------------------------------------------------------------------
     let before = events_of(s, &did).await.len();
-    let r = post(s, ACTIVATE, Some(&full), json!({})).await;
+    let r = post(s, ACTIVATE, Some(&full), Value::Null).await;
     assert_eq!(r.0, 200, "{r:?}");
     let after = events_of(s, &did).await;
     let new = &after[before..];
@@ -105,7 +109,7 @@ async fn account_status_flow(pg: Option<&PgDatabase>) {
     assert_eq!(me.1["active"], true, "{me:?}");
     assert!(me.1.get("status").is_none(), "{me:?}");
     // Activating an active account re-announces.
-    assert_eq!(post(s, ACTIVATE, Some(&full), json!({})).await.0, 200);
+    assert_eq!(post(s, ACTIVATE, Some(&full), Value::Null).await.0, 200);
 
     // --- replay, verify -------------------------------------------------------------------------------
     drop(server);

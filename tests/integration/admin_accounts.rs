@@ -142,14 +142,14 @@ async fn admin_flow(pg: Option<&PgDatabase>) {
     assert_eq!(r.0, 200, "{r:?}");
     assert_error(&login(s, "alice.test", PASSWORD).await, 401, "AuthenticationRequired");
     assert_eq!(login(s, "alice.test", "new password 2").await.0, 200);
-    let refreshed = post(s, "com.atproto.server.refreshSession", Some(&refresh), json!({})).await;
+    let refreshed = post(s, "com.atproto.server.refreshSession", Some(&refresh), Value::Null).await;
     assert_eq!(refreshed.0, 400, "sessions end with a new password: {refreshed:?}");
 
     // --- updateAccountHandle ---------------------------------------------------------------------------
     let h = "com.atproto.admin.updateAccountHandle";
     assert_error(&admin_post(s, h, None, json!({ "did": bob_did, "handle": "robert.test" })).await, 401, "AuthRequired");
     assert_error(&admin_post(s, h, Some(ADMIN), json!({ "did": bob_did })).await, 400, "InvalidRequest");
-    assert_error(&admin_post(s, h, Some(ADMIN), json!({ "did": bob_did, "handle": "bad handle" })).await, 400, "InvalidHandle");
+    assert_error(&admin_post(s, h, Some(ADMIN), json!({ "did": bob_did, "handle": "bad handle" })).await, 400, "InvalidRequest");
     assert_error(&admin_post(s, h, Some(ADMIN), json!({ "did": bob_did, "handle": "ALICE.test" })).await, 400, "HandleNotAvailable");
     assert_error(&admin_post(s, h, Some(ADMIN), json!({ "did": UNKNOWN_DID, "handle": "someone.test" })).await, 400, "AccountNotFound");
     let before = events_of(s, &bob_did).await.len();

@@ -99,7 +99,7 @@ async fn app_passwords_flow(pg: Option<&PgDatabase>) {
     assert_eq!(get(s, LIST, Some(&full)).await.1["passwords"].as_array().unwrap().len(), 2, "sneaky was not made");
 
     // Refresh keeps the app-password scope.
-    let refreshed = post(s, REFRESH, Some(&phone_refresh), json!({})).await;
+    let refreshed = post(s, REFRESH, Some(&phone_refresh), Value::Null).await;
     assert_eq!(refreshed.0, 200, "{refreshed:?}");
     assert_eq!(claims(refreshed.1["accessJwt"].as_str().unwrap())["scope"], "com.atproto.appPass");
     let phone_refresh = refreshed.1["refreshJwt"].as_str().unwrap().to_owned();
@@ -107,7 +107,7 @@ async fn app_passwords_flow(pg: Option<&PgDatabase>) {
 
     // --- revoke ends its sessions ----------------------------------------------------------------
     assert_eq!(post(s, REVOKE, Some(&full), json!({ "name": "phone" })).await.0, 200);
-    assert_error(&post(s, REFRESH, Some(&phone_refresh), json!({})).await, 400, "ExpiredToken");
+    assert_error(&post(s, REFRESH, Some(&phone_refresh), Value::Null).await, 400, "ExpiredToken");
     // Its access tokens (before and after the refresh) stop at once; the other app password's do not.
     for token in [&phone_access, &phone_access_2] {
         let refused = get(s, "com.atproto.server.getSession", Some(token)).await;
@@ -123,7 +123,7 @@ async fn app_passwords_flow(pg: Option<&PgDatabase>) {
     assert_eq!(names.1["passwords"].as_array().unwrap().len(), 1, "{names:?}");
     assert_eq!(names.1["passwords"][0]["name"], "chat");
     // The other app password's session is untouched.
-    let chat_refreshed = post(s, REFRESH, Some(&chat_refresh), json!({})).await;
+    let chat_refreshed = post(s, REFRESH, Some(&chat_refresh), Value::Null).await;
     assert_eq!(chat_refreshed.0, 200, "{chat_refreshed:?}");
     let chat_access = chat_refreshed.1["accessJwt"].as_str().unwrap().to_owned();
     let chat_refresh = chat_refreshed.1["refreshJwt"].as_str().unwrap().to_owned();
@@ -156,7 +156,7 @@ async fn app_passwords_flow(pg: Option<&PgDatabase>) {
     assert_eq!(chat_after.0, 200, "{chat_after:?}");
     assert_eq!(get(s, "com.atproto.server.getSession", Some(&full)).await.0, 200);
     assert_error(&get(s, "com.atproto.server.getSession", Some(&phone_access_2)).await, 400, "ExpiredToken");
-    assert_eq!(post(s, REFRESH, Some(&chat_refresh), json!({})).await.0, 200);
+    assert_eq!(post(s, REFRESH, Some(&chat_refresh), Value::Null).await.0, 200);
     let chat_login = login(s, "alice.test", &chat_pw).await;
     assert_eq!(chat_login.0, 200, "{chat_login:?}");
     assert_eq!(claims(chat_login.1["accessJwt"].as_str().unwrap())["scope"], "com.atproto.appPassPrivileged");

@@ -11,7 +11,9 @@
 //!   `app.bsky.feed.getFeedSkeleton`);
 //! - `registerPush` / `unregisterPush` to the AppView and to another service's `#bsky_notif`;
 //! - `createReport` to the report service, age assurance to the AppView (plain proxying);
-//! - `get/putPreferences` proxied when `atproto-proxy` names another AppView, local otherwise.
+//! - `get/putPreferences` proxied when `atproto-proxy` names another AppView, local otherwise;
+//! - OAuth callers: `rpc:` scopes checked against the AppView for the methods answered here too,
+//!   and never full access (no `#personalDetailsPref`).
 //!
 //! Needs `scripts/interop-install` and `scripts/plc-install`.
 
@@ -182,7 +184,9 @@ async fn bsky_app_flow(pg: Option<&PgDatabase>) {
         ("PDS_BSKY_APP_VIEW_CDN_URL_PATTERN", "https://cdn.test/img/%s/plain/%s/%s@jpeg".to_owned()),
     ];
     let (server, _env) = start_with(dir.path(), &plc, pg, &extra).await;
-    let s = &server;
+    let public = server.url.replace("127.0.0.1", "localhost");
+    let p = crate::oauth::Pds { server, public };
+    let s = &p.server;
     let created = post(s, "com.atproto.server.createAccount", None, signup("alice.test", "alice@example.com", None)).await;
     assert_eq!(created.0, 200, "{created:?}");
     let token = created.1["accessJwt"].as_str().unwrap().to_owned();
@@ -364,6 +368,52 @@ async fn bsky_app_flow(pg: Option<&PgDatabase>) {
     assert_eq!(local.body, json!({ "preferences": mine }), "our AppView: answered here, unchanged by the proxied put");
     assert_eq!(get(s, "app.bsky.actor.getPreferences", t).await.body, json!({ "preferences": mine }));
     assert!(appview.requests().await.is_empty());
+
+    oauth_callers(&p, &appview).await;
+}
+
+/// A DPoP call (proof for the public `localhost` origin, request to the listening address).
+async fn dpop(p: &crate::oauth::Pds, t: &crate::oauth::Tokens, method: &str, nsid: &str, body: Option<Value>) -> Resp {
+    let proof = t.key.proof(method, &p.htu(&format!("/xrpc/{nsid}")), Some(&t.nonce), Some(&t.access));
+    let client = reqwest::Client::new();
+    let mut req = if method == "GET" { client.get(p.server.xrpc(nsid)) } else { client.post(p.server.xrpc(nsid)) };
+    req = req.header("authorization", format!("DPoP {}", t.access)).header("DPoP", proof);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let lag = r.headers().get("atproto-upstream-lag").map(|v| v.to_str().unwrap().to_owned());
+    let text = r.text().await.unwrap();
+    Resp { status, body: serde_json::from_str(&text).unwrap_or(Value::Null), lag, text }
+}
+
+/// OAuth callers: `rpc:` scopes against the AppView's `#bsky_appview` for the methods answered
+/// here too; never full access (no `#personalDetailsPref`).
+async fn oauth_callers(p: &crate::oauth::Pds, appview: &AppView) {
+    use crate::oauth::{create_account, login};
+    create_account(p, "olga.test").await;
+    let generic = login(p, "olga.test", "atproto transition:generic").await;
+    let got = dpop(p, &generic, "GET", "app.bsky.actor.getPreferences", None).await;
+    assert_eq!((got.status, got.body.clone()), (200, json!({ "preferences": [] })), "{}", got.text);
+    let personal = json!({ "preferences": [{ "$type": "app.bsky.actor.defs#personalDetailsPref", "birthDate": "1970-01-01T00:00:00.000Z" }] });
+    let refused = dpop(p, &generic, "POST", "app.bsky.actor.putPreferences", Some(personal)).await;
+    assert_error_resp(&refused, 400, "InvalidRequest");
+    assert!(refused.text.contains("Do not have authorization to set preferences"), "{}", refused.text);
+    let adult = json!({ "preferences": [{ "$type": "app.bsky.actor.defs#adultContentPref", "enabled": true }] });
+    assert_eq!(dpop(p, &generic, "POST", "app.bsky.actor.putPreferences", Some(adult.clone())).await.status, 200);
+    assert_eq!(dpop(p, &generic, "GET", "app.bsky.actor.getPreferences", None).await.body, adult);
+    appview.answer("app.bsky.feed.getTimeline", json!({ "body": { "feed": [] } })).await;
+    let timeline = dpop(p, &generic, "GET", "app.bsky.feed.getTimeline", None).await;
+    assert_eq!((timeline.status, timeline.body.clone()), (200, json!({ "feed": [] })), "{}", timeline.text);
+
+    let bare = login(p, "olga.test", "atproto").await;
+    let aud = format!("{}#bsky_appview", appview.did);
+    for nsid in ["app.bsky.actor.getPreferences", "app.bsky.feed.getTimeline", "app.bsky.actor.getProfile"] {
+        let r = dpop(p, &bare, "GET", nsid, None).await;
+        assert_error_resp(&r, 403, "ScopeMissingError");
+        assert_eq!(r.body["message"], format!("Missing required scope \"rpc:{nsid}?aud={aud}\""), "{}", r.text);
+    }
 }
 
 #[track_caller]

@@ -24,14 +24,22 @@ fn mails(data_dir: &Path) -> Vec<(PathBuf, String)> {
     files.into_iter().map(|p| (p.clone(), std::fs::read_to_string(&p).unwrap())).collect()
 }
 
-/// The token of the newest mail to `to`, checking its subject line.
+/// The token of the next mail to `to` (one this helper has not returned yet), waiting up to 20 s
+/// for the outbox to write it, and checking its subject line.
 pub fn last_token(data_dir: &Path, to: &str, subject: &str) -> String {
-    let all = mails(data_dir);
-    let (path, text) = all
-        .iter()
-        .rev()
-        .find(|(_, t)| t.contains(&format!("\r\nTo: {to}\r\n")))
-        .unwrap_or_else(|| panic!("no mail to {to}: {all:?}"));
+    use std::sync::Mutex;
+    static SEEN: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let (path, text) = loop {
+        let all = mails(data_dir);
+        let next = all.into_iter().find(|(p, t)| t.contains(&format!("\r\nTo: {to}\r\n")) && !SEEN.lock().unwrap().contains(p));
+        if let Some(found) = next {
+            SEEN.lock().unwrap().push(found.0.clone());
+            break found;
+        }
+        assert!(std::time::Instant::now() < deadline, "no new mail to {to} within 20 s: {:?}", mails(data_dir));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     assert!(text.contains(&format!("\r\nSubject: {subject}\r\n")), "{path:?}: {text}");
     let token = text.lines().find_map(|l| l.strip_prefix("Token: ")).unwrap_or_else(|| panic!("{text}")).trim();
     assert_eq!(token.len(), 11, "{token}");
@@ -39,7 +47,7 @@ pub fn last_token(data_dir: &Path, to: &str, subject: &str) -> String {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }
     token.to_owned()
 }
@@ -61,11 +69,11 @@ async fn email_flow(pg: Option<&PgDatabase>) {
     assert_eq!(post(s, "com.atproto.server.createAccount", None, signup("bob.test", "bob@example.com", None)).await.0, 200);
 
     // --- confirm ----------------------------------------------------------------------------------
-    assert_error(&post(s, "com.atproto.server.requestEmailConfirmation", None, json!({})).await, 401, "AuthMissing");
-    assert_eq!(post(s, "com.atproto.server.requestEmailConfirmation", Some(&access), json!({})).await.0, 200);
-    let first = last_token(&data, "alice@example.com", "Confirm your email");
-    assert_eq!(post(s, "com.atproto.server.requestEmailConfirmation", Some(&access), json!({})).await.0, 200);
-    let token = last_token(&data, "alice@example.com", "Confirm your email");
+    assert_error(&post(s, "com.atproto.server.requestEmailConfirmation", None, Value::Null).await, 401, "AuthMissing");
+    assert_eq!(post(s, "com.atproto.server.requestEmailConfirmation", Some(&access), Value::Null).await.0, 200);
+    let first = last_token(&data, "alice@example.com", "Email Confirmation");
+    assert_eq!(post(s, "com.atproto.server.requestEmailConfirmation", Some(&access), Value::Null).await.0, 200);
+    let token = last_token(&data, "alice@example.com", "Email Confirmation");
     assert_ne!(token, first);
     let confirm = "com.atproto.server.confirmEmail";
     for (body, status, name) in [
@@ -85,9 +93,9 @@ async fn email_flow(pg: Option<&PgDatabase>) {
     // --- update ------------------------------------------------------------------------------------
     let update = "com.atproto.server.updateEmail";
     assert_error(&post(s, update, Some(&access), json!({ "email": "new@example.com" })).await, 400, "TokenRequired");
-    let req = post(s, "com.atproto.server.requestEmailUpdate", Some(&access), json!({})).await;
+    let req = post(s, "com.atproto.server.requestEmailUpdate", Some(&access), Value::Null).await;
     assert_eq!(req, (200, json!({ "tokenRequired": true })));
-    let token = last_token(&data, "alice@example.com", "Update your email");
+    let token = last_token(&data, "alice@example.com", "Email Update Requested");
     assert_error(&post(s, update, Some(&access), json!({ "email": "bob@example.com", "token": token })).await, 400, "InvalidRequest");
     assert_error(&post(s, update, Some(&access), json!({ "email": "not-an-email", "token": token })).await, 400, "InvalidRequest");
     assert_error(&post(s, update, Some(&access), json!({ "email": "new@example.com", "token": "AAAAA-AAAAA" })).await, 400, "InvalidToken");
@@ -96,16 +104,18 @@ async fn email_flow(pg: Option<&PgDatabase>) {
     assert_eq!((me.1["email"].clone(), me.1["emailConfirmed"].clone()), (json!("new@example.com"), json!(false)));
     // Unconfirmed: no token needed, none sent.
     let before = mails(&data).len();
-    assert_eq!(post(s, "com.atproto.server.requestEmailUpdate", Some(&access), json!({})).await, (200, json!({ "tokenRequired": false })));
+    assert_eq!(post(s, "com.atproto.server.requestEmailUpdate", Some(&access), Value::Null).await, (200, json!({ "tokenRequired": false })));
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(mails(&data).len(), before);
     assert_eq!(post(s, update, Some(&access), json!({ "email": "alice@example.com" })).await.0, 200);
 
     // --- password reset ------------------------------------------------------------------------------
     let before = mails(&data).len();
     assert_eq!(post(s, "com.atproto.server.requestPasswordReset", None, json!({ "email": "nobody@example.com" })).await.0, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(mails(&data).len(), before, "no mail for an unknown address");
     assert_eq!(post(s, "com.atproto.server.requestPasswordReset", None, json!({ "email": "ALICE@example.com" })).await.0, 200);
-    let token = last_token(&data, "alice@example.com", "Password reset requested");
+    let token = last_token(&data, "alice@example.com", "Password Reset Requested");
     let reset = "com.atproto.server.resetPassword";
     assert_error(&post(s, reset, None, json!({ "token": "AAAAA-AAAAA", "password": "brand-new-pw" })).await, 400, "InvalidToken");
     assert_eq!(post(s, reset, None, json!({ "token": token, "password": "brand-new-pw" })).await.0, 200);
@@ -153,8 +163,8 @@ async fn email_flow(pg: Option<&PgDatabase>) {
     assert!(log.contains("account.email_token_issued") && log.contains("account.email_token_used"));
 
     // --- replay + verify: a token issued before still works after -----------------------------------
-    assert_eq!(post(s, "com.atproto.server.requestAccountDelete", Some(&access), json!({})).await.0, 200);
-    let delete_token = last_token(&data, "alice@example.com", "Account deletion request");
+    assert_eq!(post(s, "com.atproto.server.requestAccountDelete", Some(&access), Value::Null).await.0, 200);
+    let delete_token = last_token(&data, "alice@example.com", "Account Deletion Requested");
     drop(server);
     replay_and_verify(dir.path(), &env);
     let borrowed: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();

@@ -65,9 +65,14 @@ impl Server {
 
     /// Starts `pds serve` with `dir` as its working directory (so the default `./pds-data` lands there).
     pub async fn start_in(dir: &Path, extra: &[(&str, &str)]) -> Server {
+        Server::start_logging(dir, extra, Stdio::null()).await
+    }
+
+    /// [`Server::start_in`] with the server's stdout (its log) sent to `log`.
+    pub async fn start_logging(dir: &Path, extra: &[(&str, &str)], log: Stdio) -> Server {
         let port = free_port();
         let mut cmd = Command::new(pds_bin());
-        cmd.arg("serve").current_dir(dir).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.arg("serve").current_dir(dir).stdout(log).stderr(Stdio::piped());
         for (k, _) in std::env::vars() {
             if k.starts_with("PDS_") && k != "PDS_BIN" {
                 cmd.env_remove(k);

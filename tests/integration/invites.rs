@@ -26,7 +26,8 @@ pub async fn call(
     if let Some(p) = admin {
         req = req.basic_auth("admin", Some(p));
     }
-    if let Some(b) = body {
+    // `Value::Null`: no body at all (what clients send to a procedure without input).
+    if let Some(b) = body.filter(|b| !b.is_null()) {
         req = req.json(&b);
     }
     let resp = req.send().await.unwrap();

@@ -5,12 +5,13 @@
 //! `#personalDetailsPref` from an app password), the privacy rules (an app password neither sees
 //! nor removes `#personalDetailsPref`; `#declaredAgePref` computed, never stored), read-your-writes,
 //! one `account.preferences_put` per accepted change, `pds replay` + `pds verify` with the
-//! preferences back after a restart, and erasure with the account.
+//! preferences back after a restart, a taken-down account's session reading but not writing them,
+//! and erasure with the account.
 
 use serde_json::{json, Value};
 
 use crate::harness::{PgDatabase, Server};
-use crate::invites::{admin_post, assert_error, get, post, replay_and_verify, signup, start, ADMIN};
+use crate::invites::{admin_post, assert_error, get, post, replay_and_verify, signup, start, ADMIN, PASSWORD};
 use crate::plc::PlcServer;
 
 const GET: &str = "app.bsky.actor.getPreferences";
@@ -168,6 +169,17 @@ async fn preferences_flow(pg: Option<&PgDatabase>) {
     let s = &server;
     assert_eq!(prefs(s, &full).await, json!([personal_1970, adult_age]));
     assert_eq!(prefs(s, &app).await, json!([adult_age]));
+
+    // --- a taken-down account reads its preferences, cannot change them ------------------------------
+    let takedown = json!({ "subject": { "$type": "com.atproto.admin.defs#repoRef", "did": did }, "takedown": { "applied": true } });
+    assert_eq!(admin_post(s, "com.atproto.admin.updateSubjectStatus", ADMIN, takedown).await.0, 200);
+    let td = post(s, "com.atproto.server.createSession", None, json!({ "identifier": "alice.test", "password": PASSWORD, "allowTakendown": true })).await;
+    assert_eq!(td.0, 200, "{td:?}");
+    let td_access = td.1["accessJwt"].as_str().unwrap().to_owned();
+    // (Not full access: the birth date stays hidden, as from an app password.)
+    assert_eq!(prefs(s, &td_access).await, json!([adult_age]));
+    assert_error(&put(s, &td_access, json!([])).await, 400, "InvalidToken");
+    assert_eq!(prefs(s, &td_access).await, json!([adult_age]), "nothing changed");
 
     // --- erasure -----------------------------------------------------------------------------------
     let deleted = admin_post(s, "com.atproto.admin.deleteAccount", ADMIN, json!({ "did": did })).await;

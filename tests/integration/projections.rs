@@ -69,7 +69,7 @@ async fn cli_replay_verify_and_tail(url: &str) {
     let out = pds_env(&["verify"], &env);
     assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("verify: clean: 17 tables"), "{stdout}");
+    assert!(stdout.contains("verify: clean: 19 tables"), "{stdout}");
     assert!(stdout.contains(&format!("head {head}")), "{stdout}");
 
     exec(&log, "UPDATE event_stats SET count = 1000 WHERE event_type = 'repo.changed'").await;
@@ -79,7 +79,7 @@ async fn cli_replay_verify_and_tail(url: &str) {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("only live:    event_type=repo.changed count=1000"), "{stdout}");
     assert!(stdout.contains("only rebuilt: stream=account/did:plc:1"), "{stdout}");
-    assert!(stdout.contains("verify: FAILED: 2 of 17 tables differ"), "{stdout}");
+    assert!(stdout.contains("verify: FAILED: 2 of 19 tables differ"), "{stdout}");
 
     let out = pds_env(&["verify", "--projection", "stream_index"], &env);
     assert_eq!(out.status.code(), Some(1));

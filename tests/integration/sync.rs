@@ -194,7 +194,9 @@ async fn sync_flow(pg: Option<&PgDatabase>) {
 
     // Unknown and malformed DIDs, on every repo endpoint.
     for nsid in ["getLatestCommit", "getRepo", "getRepoStatus", "getBlocks"] {
-        assert_error(&get(&s, &format!("com.atproto.sync.{nsid}?did={UNKNOWN_DID}"), None).await, 400, "RepoNotFound");
+        // getBlocks needs its required `cids` before the repo is looked up (params come first).
+        let cids = if nsid == "getBlocks" { "&cids=bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm" } else { "" };
+        assert_error(&get(&s, &format!("com.atproto.sync.{nsid}?did={UNKNOWN_DID}{cids}"), None).await, 400, "RepoNotFound");
         assert_error(&get(&s, &format!("com.atproto.sync.{nsid}?did=nope"), None).await, 400, "InvalidRequest");
         assert_error(&get(&s, &format!("com.atproto.sync.{nsid}"), None).await, 400, "InvalidRequest");
     }
@@ -213,7 +215,7 @@ async fn sync_flow(pg: Option<&PgDatabase>) {
     let takedown = json!({ "subject": { "$type": "com.atproto.admin.defs#repoRef", "did": carol_did }, "takedown": { "applied": true, "ref": "t1" } });
     let (st, r) = admin_post(&s, "com.atproto.admin.updateSubjectStatus", ADMIN, takedown).await;
     assert_eq!(st, 200, "{r}");
-    for q in [format!("getLatestCommit?did={carol_did}"), format!("getRepo?did={carol_did}"), format!("getBlocks?did={carol_did}")] {
+    for q in [format!("getLatestCommit?did={carol_did}"), format!("getRepo?did={carol_did}"), format!("getBlocks?did={carol_did}&cids=bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm")] {
         assert_error(&get(&s, &format!("com.atproto.sync.{q}"), None).await, 400, "RepoTakendown");
     }
     let (_, status) = get(&s, &format!("com.atproto.sync.getRepoStatus?did={carol_did}"), None).await;

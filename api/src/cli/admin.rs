@@ -18,6 +18,14 @@ pub enum AdminCommand {
     /// Invite codes.
     #[command(subcommand)]
     Invite(InviteCommand),
+    /// The outbox: queued, sent and failed messages, newest first, with the last error.
+    Notifications {
+        /// queued, sending, sent or failed.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -187,6 +195,26 @@ async fn execute(t: &Target, cmd: AdminCommand) -> Result<Output, AdminError> {
             Ok(Output { table: s(&r["code"]), json: r })
         }
         AdminCommand::Account(a) => account(t, a).await,
+        AdminCommand::Notifications { status, limit } => {
+            let status = status.map(|s| format!("&status={s}")).unwrap_or_default();
+            let r = get(t, &format!("org.eventpds.admin.listNotifications?limit={limit}{status}")).await?;
+            let list = r["notifications"].as_array().cloned().unwrap_or_default();
+            let table: Vec<Vec<String>> = list
+                .iter()
+                .map(|n| {
+                    vec![
+                        s(&n["queuedAt"]),
+                        s(&n["status"]),
+                        n["attempts"].to_string(),
+                        s(&n["channel"]),
+                        s(&n["recipient"]),
+                        s(&n["template"]),
+                        s(&n["lastError"]),
+                    ]
+                })
+                .collect();
+            Ok(Output { table: rows(&["Queued", "Status", "Attempts", "Channel", "Recipient", "Template", "Last error"], &table), json: r })
+        }
     }
 }
 

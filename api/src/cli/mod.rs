@@ -11,6 +11,9 @@ use clap::{Parser, Subcommand};
 pub mod admin;
 pub mod car_tools;
 pub mod ops;
+pub mod backup;
+pub mod progress;
+pub mod relay;
 
 use crate::config::{Config, ProcessEnv};
 
@@ -47,6 +50,26 @@ enum Command {
     /// Operator views of the event log.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// A consistent copy of the running server into a new directory DEST: the database (SQLite:
+    /// VACUUM INTO; Postgres: the whole log), blobs, secrets.env and a manifest.
+    Backup { dest: PathBuf },
+    /// Bring a backup back into the configured (empty) database and data directory — SQLite or
+    /// Postgres, whichever the backup came from — with the firehose seq above every seq served.
+    Restore {
+        src: PathBuf,
+        /// SQLite: move an existing database (and secrets.env) aside instead of refusing.
+        #[arg(long)]
+        force: bool,
+        /// Also start the sequence above this seq (e.g. a relay's cursor from `pds relay status`).
+        #[arg(long)]
+        min_seq: Option<i64>,
+    },
+    /// The relays of PDS_CRAWLERS: what they say about us, and asking them to crawl.
+    #[command(subcommand)]
+    Relay(RelayCommand),
+    /// The firehose sequence.
+    #[command(subcommand)]
+    Seq(SeqCommand),
     /// Account and invite administration of a RUNNING server over HTTP (the `pdsadmin` jobs).
     Admin {
         /// The server (default: http://localhost:<PDS_PORT>).
@@ -58,6 +81,23 @@ enum Command {
         #[command(subcommand)]
         command: admin::AdminCommand,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum RelayCommand {
+    /// For each relay: getHostStatus (status, its seq vs our head) and whether a crawl is due.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// POST requestCrawl to every relay now.
+    Crawl,
+}
+
+#[derive(Subcommand, Debug)]
+enum SeqCommand {
+    /// Make the next firehose seq greater than N (when a relay's cursor is above our head).
+    Raise { n: i64 },
 }
 
 #[derive(Subcommand, Debug)]
@@ -160,6 +200,51 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
                 }
             }
         }
+        Command::Backup { dest } => {
+            let progress: &mut dyn Write = &mut *err;
+            match with_runtime(|config| async move { backup::backup(&config, &dest, out, progress).await }) {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = writeln!(err, "pds backup: {e:#}");
+                    1
+                }
+            }
+        }
+        Command::Restore { src, force, min_seq } => {
+            let progress: &mut dyn Write = &mut *err;
+            match with_runtime(|config| async move { backup::restore(&config, &src, force, min_seq, out, progress).await }) {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = writeln!(err, "pds restore: {e:#}");
+                    1
+                }
+            }
+        }
+        Command::Relay(cmd) => {
+            let result = with_runtime(|config| async move {
+                match cmd {
+                    RelayCommand::Status { json } => relay::status(&config, json, out).await,
+                    RelayCommand::Crawl => relay::crawl(&config, out).await,
+                }
+            });
+            match result {
+                Ok(true) => 0,
+                Ok(false) => 1,
+                Err(e) => {
+                    let _ = writeln!(err, "pds relay: {e:#}");
+                    1
+                }
+            }
+        }
+        Command::Seq(SeqCommand::Raise { n }) => {
+            match with_runtime(|config| async move { relay::raise_seq(&config, n, out).await }) {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = writeln!(err, "pds seq raise: {e:#}");
+                    1
+                }
+            }
+        }
         Command::Admin { url, json, command } => admin::run(command, url, json, out, err),
         Command::Car(cmd) => {
             let (name, result) = match &cmd {
@@ -210,13 +295,7 @@ fn migrate() -> anyhow::Result<String> {
 }
 
 fn serve() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PDS_LOG_LEVEL")
-                .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    crate::logging::init()?;
     let config = Config::load(&ProcessEnv)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(crate::server::serve(config))

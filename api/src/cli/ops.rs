@@ -44,20 +44,18 @@ pub async fn replay(config: &Config, projection: Option<&str>, err: &mut dyn Wri
     });
     let job = projections::replay::replay(&log, selected, progress);
     tokio::pin!(job);
+    let mut bar = crate::cli::progress::Progress::new("replay", "events", 0);
     let report = loop {
         tokio::select! {
             done = &mut job => break done?,
             Some(p) = rx.recv() => {
-                let _ = writeln!(
-                    err,
-                    "replay: {}/{} events ({} ev/s)",
-                    thousands(p.done),
-                    thousands(p.total),
-                    thousands(rate(p.done, p.elapsed))
-                );
+                if let Some(line) = bar.update(p.done, p.total) {
+                    let _ = writeln!(err, "{line}");
+                }
             }
         }
     };
+    bar.finish();
     let _ = writeln!(
         err,
         "replay: done: rebuilt {} from {} events (up to position {}) in {:.1} s ({} ev/s)",
@@ -75,7 +73,11 @@ pub async fn replay(config: &Config, projection: Option<&str>, err: &mut dyn Wri
 pub async fn verify(config: &Config, projection: Option<&str>, out: &mut dyn Write) -> anyhow::Result<bool> {
     let selected = projections::select(projection)?;
     let log = crate::server::open_log(config).await?;
-    let report = projections::verify::verify(&log, &config.database_url, selected).await?;
+    let spinner = crate::cli::progress::Progress::spinner("verify");
+    spinner.message("rebuilding the read models into scratch tables and comparing");
+    let report = projections::verify::verify(&log, &config.database_url, selected).await;
+    spinner.finish();
+    let report = report?;
     let (mut only_live, mut only_rebuilt, mut differ) = (0, 0, 0);
     for t in &report.tables {
         let state = if t.is_clean() { "ok" } else { "DIFFERS" };

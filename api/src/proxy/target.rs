@@ -332,15 +332,17 @@ mod tests {
     #[test]
     fn default_routing_by_nsid() {
         let svc = |n: &str| Some(ServiceTarget { url: format!("https://{n}.test"), did: format!("did:web:{n}.test") });
-        let mut config = crate::config::Config::load(&HashMap::from([(
-            "PDS_DATA_DIRECTORY".to_owned(),
-            std::env::temp_dir().join("proxy-target-test").display().to_string(),
-        )]))
-        .unwrap()
-        .proxy;
-        config.bsky_app_view = svc("appview");
-        config.mod_service = svc("mod");
-        config.report_service = svc("report");
+        let config = ProxyConfig {
+            bsky_app_view: svc("appview"),
+            mod_service: svc("mod"),
+            report_service: svc("report"),
+            disable_ssrf_protection: false,
+            headers_timeout: std::time::Duration::from_secs(10),
+            body_timeout: std::time::Duration::from_secs(30),
+            max_response_size: 10 << 20,
+            did_cache_stale_ttl: std::time::Duration::from_secs(3600),
+            did_cache_max_ttl: std::time::Duration::from_secs(86400),
+        };
         let to = |nsid| default_service(&config, nsid);
         assert_eq!(to("app.bsky.feed.getTimeline"), ("bsky_appview", config.bsky_app_view.as_ref()));
         assert_eq!(to("chat.bsky.convo.listConvos"), ("bsky_appview", config.bsky_app_view.as_ref()));

@@ -20,9 +20,10 @@ pub mod oauth;
 pub mod plc_directory;
 pub mod org_eventpds;
 pub mod root;
+pub mod tls_check;
 pub mod well_known;
 
-use com_atproto::{admin, identity, identity_resolve, repo, server, sync};
+use com_atproto::{admin, identity, identity_resolve, repo, server, sync, temp};
 
 /// Repo writes carry whole records: the reference's 1,000,000-byte JSON limit for them.
 const RECORDS: BodyLimit = BodyLimit::Bytes(repo::records::RECORD_JSON_LIMIT);
@@ -103,6 +104,14 @@ pub fn methods(firehose: sync::subscribe_repos::Settings) -> Vec<Method> {
         m!("com.atproto.admin.updateAccountPassword", Admin, Rpc, JSON, admin::update_account_password),
         m!("com.atproto.admin.updateAccountHandle", Admin, Rpc, JSON, admin::update_account_handle),
         m!("com.atproto.admin.deleteAccount", Admin, Rpc, JSON, admin::delete_account),
+        m!("com.atproto.admin.sendEmail", Admin, Rpc, JSON, com_atproto::admin_email::send_email),
+        m!("com.atproto.admin.updateAccountEmail", Admin, Rpc, JSON, com_atproto::admin_email::update_account_email),
+        m!("com.atproto.admin.getInviteCodes", Admin, Rpc, JSON, admin::get_invite_codes),
+        m!("com.atproto.admin.disableInviteCodes", Admin, Rpc, JSON, admin::disable_invite_codes),
+        m!("com.atproto.admin.disableAccountInvites", Admin, Rpc, JSON, admin::disable_account_invites),
+        m!("com.atproto.admin.enableAccountInvites", Admin, Rpc, JSON, admin::enable_account_invites),
+        // com.atproto.temp
+        m!("com.atproto.temp.checkSignupQueue", Access, Refused, JSON, temp::check_signup_queue),
         // app.bsky: what a PDS answers itself for the Bluesky app (the rest is proxied). Each
         // checks OAuth `rpc:` against its real audience (`Proxied`).
         m!("app.bsky.actor.getPreferences", Access, Proxied, JSON, app_bsky::actor::get_preferences),
@@ -121,6 +130,13 @@ pub fn methods(firehose: sync::subscribe_repos::Settings) -> Vec<Method> {
         m!("org.eventpds.admin.getEventStats", Admin, Rpc, JSON, org_eventpds::admin::get_event_stats),
         m!("org.eventpds.admin.listStreams", Admin, Rpc, JSON, org_eventpds::admin::list_streams),
         Method::with_route("org.eventpds.admin.subscribeEvents", Admin, Rpc, get(org_eventpds::admin::subscribe_events)),
+        m!("org.eventpds.admin.listNotifications", Admin, Rpc, JSON, org_eventpds::notifications::list_notifications),
+        // org.eventpds.account: an account's notification channels (codes may go there: full access)
+        m!("org.eventpds.account.getNotificationPrefs", AccessStandard, Refused, JSON, org_eventpds::account::get_prefs),
+        m!("org.eventpds.account.updateNotificationPrefs", AccessFull, Refused, JSON, org_eventpds::account::update_prefs),
+        m!("org.eventpds.account.startChannelVerification", AccessFull, Refused, JSON, org_eventpds::account::start_verification),
+        m!("org.eventpds.account.confirmChannelVerification", AccessFull, Refused, JSON, org_eventpds::account::confirm_verification),
+        m!("org.eventpds.account.listNotificationHistory", AccessStandard, Refused, JSON, org_eventpds::account::history),
     ]
 }
 
@@ -131,6 +147,8 @@ pub fn other() -> Router<AppState> {
         .route("/", get(root::banner))
         .route("/robots.txt", get(root::robots))
         .route("/xrpc/_health", get(root::health))
+        .route("/health", get(root::health))
+        .route("/.well-known/did.json", get(well_known::did_json))
         .route("/.well-known/atproto-did", get(well_known::well_known_atproto_did))
         .route("/.well-known/oauth-protected-resource", get(oauth::server::protected_resource))
         .route("/.well-known/oauth-authorization-server", get(oauth::server::authorization_server))

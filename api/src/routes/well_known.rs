@@ -1,4 +1,5 @@
-//! `/.well-known/…` routes of this server (the OAuth metadata documents are in `oauth/`).
+//! `/.well-known/…` routes of this server: `atproto-did` (a handle's DID by `Host`) and
+//! `did.json` (the service's own did:web). The OAuth metadata documents are in `oauth/`.
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -25,4 +26,30 @@ pub async fn well_known_atproto_did(State(state): State<AppState>, headers: Head
         Ok(None) => not_found(),
         Err(e) => XrpcError::internal(&e).into_response(),
     }
+}
+
+/// `GET /.well-known/did.json`: the DID document of this service's own `did:web` (its
+/// `#atproto_pds` endpoint = `PDS_PUBLIC_URL`); 404 when `PDS_SERVICE_DID` is not a did:web of
+/// this host.
+pub async fn did_json(State(state): State<AppState>) -> Response {
+    let c = &state.config;
+    // did:web:<host>[%3A<port>]: the host must be this server's.
+    let ours = c
+        .service_did
+        .strip_prefix("did:web:")
+        .and_then(|rest| rest.split("%3A").next())
+        .is_some_and(|host| host.eq_ignore_ascii_case(&c.hostname));
+    if !ours {
+        return (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({ "error": "NotFound", "message": "Not Found" }))).into_response();
+    }
+    axum::Json(serde_json::json!({
+        "@context": ["https://www.w3.org/ns/did/v1"],
+        "id": c.service_did,
+        "service": [{
+            "id": "#atproto_pds",
+            "type": "AtprotoPersonalDataServer",
+            "serviceEndpoint": c.public_url,
+        }],
+    }))
+    .into_response()
 }

@@ -62,9 +62,12 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The client's address: the peer, or behind a trusted proxy the forwarded one (`observe.rs`).
 pub fn client_ip(req: &Request) -> IpAddr {
-    req.extensions()
+    let peer = req
+        .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    crate::observe::forwarded_client(peer, req.headers())
 }

@@ -95,7 +95,7 @@ pub fn command_error(e: CommandError) -> XrpcError {
         CommandError::ServiceAuth { name, message } => XrpcError::new(StatusCode::UNAUTHORIZED, name, message),
         CommandError::BadExpiration(m) => bad("BadExpiration", m),
         CommandError::Named { name, message } => bad(name, message),
-        e @ CommandError::AuthFactorTokenRequired(_) => {
+        e @ CommandError::AuthFactorTokenRequired => {
             XrpcError::new(StatusCode::UNAUTHORIZED, "AuthFactorTokenRequired", e.to_string())
         }
         CommandError::BlobNotFound(m) => bad("BlobNotFound", m),

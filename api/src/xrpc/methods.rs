@@ -4,9 +4,10 @@
 //! its OAuth [`Permission`] and its [`BodyLimit`]. [`router`] mounts every row at
 //! `/xrpc/<nsid>` behind [`guard`], which runs, in the reference's order (`@atproto/xrpc-server`
 //! `createHandlerInternal`): the HTTP method the lexicon declares (`query` → GET, `procedure` →
-//! POST, else 400 `InvalidRequest` "Incorrect HTTP method (…) expected …"), then the OAuth
-//! resource-server check for `Authorization: DPoP` (the row's permission), then the row's auth
-//! kind, then the rate limits (`rate_limit::check`), then the handler. Every other `/xrpc/<nsid>` goes to the one fallback handler given to
+//! POST, else 400 `InvalidRequest` "Incorrect HTTP method (…) expected …"), the params
+//! (`lexicon.rs`), then the OAuth resource-server check for `Authorization: DPoP` (the row's
+//! permission), the row's auth kind, the rate limits (`rate_limit::check`), the input body (`lexicon.rs`), the handler, and in debug
+//! builds the output (`lexicon.rs`). Every other `/xrpc/<nsid>` goes to the one fallback handler given to
 //! [`router`] (today `MethodNotImplemented`; the proxy's entry point).
 //!
 //! Never holds a namespace's logic; never answers an empty-bodied error on `/xrpc/`.
@@ -92,6 +93,10 @@ struct Row {
     permission: Permission,
     /// GET or POST by the lexicon's `query`/`procedure`/`subscription`; `None` = no lexicon.
     http: Option<HttpMethod>,
+    /// A WebSocket subscription: its handler checks its own params (errors as the stream's).
+    subscription: bool,
+    /// The body limit for the kernel's JSON input check (`None`: streamed by the handler).
+    limit: Option<usize>,
 }
 
 /// The HTTP method a lexicon declares for `nsid` (`None` when the catalog has no such method).
@@ -112,12 +117,24 @@ where
 {
     let mut router = Router::new();
     for m in methods {
-        let row = Arc::new(Row { nsid: m.nsid, auth: m.auth, permission: m.permission, http: http_method(m.nsid) });
-        let limit = match m.limit {
-            BodyLimit::Json => DefaultBodyLimit::max(JSON_LIMIT),
-            BodyLimit::Bytes(n) => DefaultBodyLimit::max(n),
-            BodyLimit::Blob => DefaultBodyLimit::disable(),
+        let bytes = match m.limit {
+            BodyLimit::Json => Some(JSON_LIMIT),
+            BodyLimit::Bytes(n) => Some(n),
+            BodyLimit::Blob => None,
         };
+        let subscription = matches!(
+            commands::lexicon_catalog().get(m.nsid).and_then(|d| d.main()),
+            Some(Def::Subscription(_))
+        );
+        let row = Arc::new(Row {
+            nsid: m.nsid,
+            auth: m.auth,
+            permission: m.permission,
+            http: http_method(m.nsid),
+            subscription,
+            limit: bytes,
+        });
+        let limit = bytes.map_or_else(DefaultBodyLimit::disable, DefaultBodyLimit::max);
         let route = m.handler.layer(limit).layer(axum::middleware::from_fn_with_state((state.clone(), row), guard));
         router = router.route(&format!("/xrpc/{}", m.nsid), route);
     }
@@ -135,6 +152,18 @@ async fn guard(State((state, row)): State<(AppState, Arc<Row>)>, req: Request, n
                 .into_response();
         }
     }
+    // Rows that pipe through to an AppView (`Permission::Proxied`, `routes/app_bsky/`) keep their
+    // own checks for now: only the HTTP method is the kernel's there.
+    let lexicon = row.http.is_some() && row.permission != Permission::Proxied;
+    let mut req = req;
+    if lexicon && !row.subscription {
+        match super::lexicon::check_params(row.nsid, req.uri().query().unwrap_or("")) {
+            Ok(p) => {
+                req.extensions_mut().insert(p);
+            }
+            Err(e) => return e.into_response(),
+        }
+    }
     let (req, after) = match oauth::authenticate(&state, row.nsid, &row.permission, req).await {
         Ok(x) => x,
         Err(resp) => return resp,
@@ -147,7 +176,16 @@ async fn guard(State((state, row)): State<(AppState, Arc<Row>)>, req: Request, n
         Ok(x) => x,
         Err(resp) => return resp,
     };
-    let mut res = after.finish(next.run(req).await).await;
+    let mut res = if !lexicon || row.subscription {
+        after.finish(next.run(req).await).await
+    } else {
+        let req = match super::lexicon::check_input(row.nsid, req, row.limit).await {
+            Ok(r) => r,
+            Err(resp) => return resp,
+        };
+        let resp = super::lexicon::check_output(row.nsid, next.run(req).await).await;
+        after.finish(resp).await
+    };
     if let Some(status) = limit {
         crate::rate_limit::set_headers(res.headers_mut(), &status);
     }

@@ -10,6 +10,8 @@
 //!   [`bearer_token`], the scope levels and the admin Basic check.
 //! - `oauth.rs` — the OAuth resource server: DPoP-bound tokens and per-method permissions.
 //! - `dpop.rs` — DPoP proof checks shared with the authorization server (`routes/oauth/`).
+//! - `lexicon.rs` — params, input and (debug builds) output checked against the method's
+//!   lexicon, with the reference's messages; [`Params`] / [`Input`]: the typed, validated values.
 //! - `input.rs` — JSON bodies and query parameters → `InvalidRequest` when malformed.
 //! - `context.rs` — [`ctx`]: the `commands::Ctx` of a request.
 //! - `availability.rs` — the reference's `assertRepoAvailability`.
@@ -22,6 +24,7 @@ pub mod context;
 pub mod dpop;
 pub mod error;
 pub mod input;
+pub mod lexicon;
 pub mod methods;
 pub mod oauth;
 
@@ -29,6 +32,7 @@ pub use auth::{bearer_token, require_admin, require_full_access, require_standar
 pub use context::ctx;
 pub use error::{command_error, plain_rejections_as_xrpc, XrpcError};
 pub use input::{body, params, required, JSON_LIMIT};
+pub use lexicon::{Input, Params};
 pub use methods::{router, Auth, BodyLimit, Method};
 pub use oauth::Permission;
 
@@ -36,7 +40,7 @@ pub use oauth::Permission;
 pub mod prelude {
     pub use super::{
         bearer_token, body, command_error, ctx, params, require_admin, require_full_access, require_standard_access,
-        required, AccessAuth, XrpcError, JSON_LIMIT,
+        required, AccessAuth, Input, Params, XrpcError, JSON_LIMIT,
     };
     pub use crate::server::AppState;
 }

@@ -794,3 +794,17 @@ pub fn decide_identity_changed(
     });
     Ok(events)
 }
+
+/// `com.atproto.admin.{disable,enable}AccountInvites`: one event when the flag changes, none when
+/// it already has that value.
+pub fn decide_set_invites_disabled(
+    state: &AccountState,
+    disabled: bool,
+    now: i64,
+) -> Result<Vec<AccountEvent>, AccountError> {
+    let account = live(state)?;
+    if account.invites_disabled == disabled {
+        return Ok(vec![]);
+    }
+    Ok(vec![AccountEvent::InvitesDisabledUpdated { disabled, at: now }])
+}

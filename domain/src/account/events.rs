@@ -194,6 +194,12 @@ pub enum AccountEvent {
         enabled: bool,
         at: i64,
     },
+    /// The operator allowed or stopped the account's invite codes (`com.atproto.admin.
+    /// {disable,enable}AccountInvites`).
+    InvitesDisabledUpdated {
+        disabled: bool,
+        at: i64,
+    },
     /// The token of `purpose` was used (and is gone).
     EmailTokenUsed {
         purpose: EmailTokenPurpose,
@@ -268,6 +274,7 @@ const SESSION_FAMILY_REVOKED: &str = "account.session_family_revoked";
 const EMAIL_TOKEN_ISSUED: &str = "account.email_token_issued";
 const EMAIL_TOKEN_USED: &str = "account.email_token_used";
 const EMAIL_AUTH_FACTOR_UPDATED: &str = "account.email_auth_factor_updated";
+const INVITES_DISABLED_UPDATED: &str = "account.invites_disabled_updated";
 const ACTIVATED: &str = "account.activated";
 const DEACTIVATED: &str = "account.deactivated";
 const TAKEDOWN_UPDATED: &str = "account.takedown_updated";
@@ -277,7 +284,7 @@ const IDENTITY: &str = "account.identity";
 const STATUS: &str = "account.status";
 
 /// Every event type name, in declaration order.
-pub const EVENT_TYPES: [&str; 21] = [
+pub const EVENT_TYPES: [&str; 22] = [
     CREATED,
     HANDLE_UPDATED,
     EMAIL_UPDATED,
@@ -292,6 +299,7 @@ pub const EVENT_TYPES: [&str; 21] = [
     EMAIL_TOKEN_ISSUED,
     EMAIL_TOKEN_USED,
     EMAIL_AUTH_FACTOR_UPDATED,
+    INVITES_DISABLED_UPDATED,
     ACTIVATED,
     DEACTIVATED,
     TAKEDOWN_UPDATED,
@@ -323,6 +331,7 @@ impl AccountEvent {
             AccountEvent::EmailTokenIssued { .. } => EMAIL_TOKEN_ISSUED,
             AccountEvent::EmailTokenUsed { .. } => EMAIL_TOKEN_USED,
             AccountEvent::EmailAuthFactorUpdated { .. } => EMAIL_AUTH_FACTOR_UPDATED,
+            AccountEvent::InvitesDisabledUpdated { .. } => INVITES_DISABLED_UPDATED,
             AccountEvent::Activated { .. } => ACTIVATED,
             AccountEvent::Deactivated { .. } => DEACTIVATED,
             AccountEvent::TakedownUpdated { .. } => TAKEDOWN_UPDATED,
@@ -451,6 +460,9 @@ impl AccountEvent {
             }
             AccountEvent::EmailAuthFactorUpdated { enabled, at } => {
                 m.bool("enabled", *enabled).int("at", *at);
+            }
+            AccountEvent::InvitesDisabledUpdated { disabled, at } => {
+                m.bool("disabled", *disabled).int("at", *at);
             }
             AccountEvent::Activated { at } | AccountEvent::Deleted { at } => {
                 m.int("at", *at);
@@ -584,6 +596,10 @@ impl AccountEvent {
             },
             EMAIL_AUTH_FACTOR_UPDATED => AccountEvent::EmailAuthFactorUpdated {
                 enabled: f.bool("enabled")?,
+                at: f.int("at")?,
+            },
+            INVITES_DISABLED_UPDATED => AccountEvent::InvitesDisabledUpdated {
+                disabled: f.bool("disabled")?,
                 at: f.int("at")?,
             },
             ACTIVATED => AccountEvent::Activated { at: f.int("at")? },

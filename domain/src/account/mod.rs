@@ -32,7 +32,7 @@ pub use decide::{
     decide_update_email_with_token,
     decide_activate, decide_change_password, decide_confirm_email, decide_create_account,
     decide_create_app_password, decide_create_session, decide_deactivate, decide_delete,
-    decide_delete_session, decide_lift_deactivation, decide_refresh_session, decide_revoke_app_password, decide_update_email,
+    decide_delete_session, decide_lift_deactivation, decide_set_invites_disabled, decide_refresh_session, decide_revoke_app_password, decide_update_email,
     decide_update_handle, decide_update_takedown, AccountError, CreateAccount, CreateAppPassword,
     CreateSession, PasswordCheck, RefreshDecision, RefreshSession, SessionGrant,
     APP_PASSWORD_NAME_MAX, REFRESH_GRACE_MICROS,

@@ -39,6 +39,8 @@ pub struct Account {
     pub email_confirmed_at: Option<i64>,
     /// Email two-factor login: a password login also needs the emailed sign-in code.
     pub email_auth_factor: bool,
+    /// The operator stopped this account's invite codes (`disableAccountInvites`).
+    pub invites_disabled: bool,
     /// argon2id PHC string.
     pub password_hash: String,
     pub signing_key_encrypted: Vec<u8>,
@@ -179,6 +181,7 @@ fn created(c: &AccountCreated) -> Account {
         email: c.email.clone(),
         email_confirmed_at: None,
         email_auth_factor: false,
+        invites_disabled: false,
         password_hash: c.password_hash.clone(),
         signing_key_encrypted: c.signing_key_encrypted.clone(),
         signing_did_key: c.signing_did_key.clone(),
@@ -310,6 +313,7 @@ pub fn evolve(state: AccountState, event: &AccountEvent) -> AccountState {
             a.email_tokens.remove(purpose);
         }
         AccountEvent::EmailAuthFactorUpdated { enabled, .. } => a.email_auth_factor = *enabled,
+        AccountEvent::InvitesDisabledUpdated { disabled, .. } => a.invites_disabled = *disabled,
         AccountEvent::Activated { .. } => a.deactivation = None,
         AccountEvent::Deactivated { delete_after, at } => {
             a.deactivation = Some(Deactivation {

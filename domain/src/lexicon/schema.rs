@@ -257,6 +257,24 @@ impl StringFormat {
         })
     }
 
+    /// What a value of this format must be, in the reference's words (`@atproto/lexicon`'s
+    /// `validators/formats.ts`).
+    pub fn requirement(self) -> &'static str {
+        match self {
+            StringFormat::AtIdentifier => "must be a valid did or a handle",
+            StringFormat::AtUri => "must be a valid at-uri",
+            StringFormat::Cid => "must be a cid string",
+            StringFormat::Datetime => "must be an valid atproto datetime (both RFC-3339 and ISO-8601)",
+            StringFormat::Did => "must be a valid did",
+            StringFormat::Handle => "must be a valid handle",
+            StringFormat::Nsid => "must be a valid nsid",
+            StringFormat::Tid => "must be a valid TID",
+            StringFormat::RecordKey => "must be a valid Record Key",
+            StringFormat::Uri => "must be a uri",
+            StringFormat::Language => "must be a well-formed BCP 47 language tag",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             StringFormat::AtIdentifier => "at-identifier",

@@ -197,7 +197,7 @@ fn all_lexicons_load_and_validate_posts() {
     check_post(
         &catalog,
         &bad_date,
-        Err("Record/createdAt must be a valid datetime string"),
+        Err("Record/createdAt must be an valid atproto datetime (both RFC-3339 and ISO-8601)"),
     );
 
     let mut no_date = post();
@@ -237,7 +237,7 @@ fn all_lexicons_load_and_validate_posts() {
     check_post(
         &catalog,
         &bad_facet,
-        Err("Record/facets/0/features/0/did must be a valid did string"),
+        Err("Record/facets/0/features/0/did must be a valid did"),
     );
 
     let mut untyped_embed = post();
@@ -260,7 +260,7 @@ fn all_lexicons_load_and_validate_posts() {
     check_post(
         &catalog,
         &bad_lang,
-        Err("Record/langs/1 must be a valid language string"),
+        Err("Record/langs/1 must be a well-formed BCP 47 language tag"),
     );
 
     let unknown = catalog

@@ -78,7 +78,7 @@ pub enum Problem {
     TooManyElements(u64),
     #[error("must not have fewer than {0} elements")]
     TooFewElements(u64),
-    #[error("must be a valid {} string", .0.name())]
+    #[error("{}", .0.requirement())]
     BadFormat(StringFormat),
     #[error("is too big: {size} bytes, at most {max} allowed")]
     BlobTooLarge { size: u64, max: u64 },

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, RawQuery, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -24,13 +24,13 @@ fn not_found() -> XrpcError {
     XrpcError::new(StatusCode::BAD_REQUEST, "AccountNotFound", "Account not found")
 }
 
-fn info_json(a: &AdminAccountInfo) -> Value {
+fn info_json(a: &AdminAccountInfo, invited_by: Option<&commands::InviteView>) -> Value {
     let mut out = json!({
         "did": a.did,
         "handle": a.handle,
         "email": a.email,
         "indexedAt": rfc3339(a.indexed_at),
-        "invitesDisabled": false,
+        "invitesDisabled": a.invites_disabled,
     });
     if let Some(at) = a.email_confirmed_at {
         out["emailConfirmedAt"] = rfc3339(at);
@@ -38,8 +38,8 @@ fn info_json(a: &AdminAccountInfo) -> Value {
     if let Some(at) = a.deactivated_at {
         out["deactivatedAt"] = rfc3339(at);
     }
-    if let Some(code) = &a.invite_code {
-        out["invitedBy"] = json!({ "code": code });
+    if let Some(code) = invited_by {
+        out["invitedBy"] = crate::views::invite_code(code);
     }
     out
 }
@@ -51,68 +51,40 @@ fn did_param(q: Result<Query<HashMap<String, String>>, QueryRejection>) -> Resul
     Ok(did.clone())
 }
 
-pub async fn get_account_info(
-    State(state): State<AppState>,
-    q: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Json<Value>, XrpcError> {
-    let did = did_param(q)?;
+#[derive(Deserialize)]
+pub struct DidParams {
+    did: String,
+}
+
+pub async fn get_account_info(State(state): State<AppState>, Params(p): Params<DidParams>) -> Result<Json<Value>, XrpcError> {
     let ctx = ctx(&state)?;
-    let info = commands::admin_account_info(&ctx, &did).await.map_err(command_error)?.ok_or_else(not_found)?;
-    Ok(Json(info_json(&info)))
+    let info = commands::admin_account_info(&ctx, &p.did).await.map_err(command_error)?.ok_or_else(not_found)?;
+    Ok(Json(info_view(&state, &info).await?))
+}
+
+#[derive(Deserialize)]
+pub struct DidsParams {
+    dids: Vec<String>,
 }
 
 /// `dids` repeated in the query string (`?dids=a&dids=b`); unknown DIDs are left out.
-pub async fn get_account_infos(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, XrpcError> {
-    let mut dids = Vec::new();
-    for pair in raw.unwrap_or_default().split('&') {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k == "dids" {
-            let v = percent_decode(v).ok_or_else(|| XrpcError::invalid_request("invalid query string"))?;
-            if !domain::syntax::is_valid_did(&v) {
-                return Err(XrpcError::invalid_request("dids must be valid dids"));
-            }
-            dids.push(v);
-        }
-    }
-    if dids.is_empty() {
-        return Err(XrpcError::invalid_request("Error: Params must have the property \"dids\""));
-    }
+pub async fn get_account_infos(State(state): State<AppState>, Params(p): Params<DidsParams>) -> Result<Json<Value>, XrpcError> {
     let ctx = ctx(&state)?;
     let mut infos = Vec::new();
-    for did in &dids {
+    for did in &p.dids {
         if let Some(info) = commands::admin_account_info(&ctx, did).await.map_err(command_error)? {
-            infos.push(info_json(&info));
+            infos.push(info_view(&state, &info).await?);
         }
     }
     Ok(Json(json!({ "infos": infos })))
 }
 
-/// `application/x-www-form-urlencoded` value decoding (`+` is a space, `%XX` a byte).
-fn percent_decode(v: &str) -> Option<String> {
-    let bytes = v.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
+async fn info_view(state: &AppState, info: &AdminAccountInfo) -> Result<Value, XrpcError> {
+    let invited_by = match &info.invite_code {
+        Some(code) => commands::invite_code_view(&state.log, code).await.map_err(command_error)?,
+        None => None,
+    };
+    Ok(info_json(info, invited_by.as_ref()))
 }
 
 pub async fn get_subject_status(
@@ -324,4 +296,64 @@ fn cid_param<'a>(p: &'a HashMap<String, String>, name: &str) -> Result<&'a str, 
         return Err(bad(format!("Error: {name} must be a cid string")));
     }
     Ok(cid)
+}
+
+#[derive(Deserialize)]
+pub struct GetInviteCodesParams {
+    /// `recent` (default) or `usage`; `knownValues`, so anything else is the handler's to refuse.
+    sort: String,
+    limit: i64,
+    cursor: Option<String>,
+}
+
+/// `getInviteCodes`: every code, newest (`recent`) or most used (`usage`) first.
+pub async fn get_invite_codes(State(state): State<AppState>, Params(p): Params<GetInviteCodesParams>) -> Result<Json<Value>, XrpcError> {
+    use projections::invites::CodeOrder;
+    let order = match p.sort.as_str() {
+        "recent" => CodeOrder::Recent,
+        "usage" => CodeOrder::Usage,
+        other => return Err(XrpcError::invalid_request(format!("unknown sort method: {other}"))),
+    };
+    let ctx = ctx(&state)?;
+    let (codes, cursor) =
+        commands::get_invite_codes::get_invite_codes(&ctx, order, p.cursor.as_deref(), p.limit).await.map_err(command_error)?;
+    let mut out = json!({ "codes": codes.iter().map(crate::views::invite_code).collect::<Vec<_>>() });
+    if let Some(c) = cursor {
+        out["cursor"] = json!(c);
+    }
+    Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+pub struct DisableInviteCodesInput {
+    #[serde(default)]
+    codes: Vec<String>,
+    #[serde(default)]
+    accounts: Vec<String>,
+}
+
+/// `disableInviteCodes`: the named codes and every code made for the named accounts.
+pub async fn disable_invite_codes(State(state): State<AppState>, Input(i): Input<DisableInviteCodesInput>) -> Result<StatusCode, XrpcError> {
+    let ctx = ctx(&state)?;
+    commands::disable_invite_codes::disable_invite_codes(&ctx, &i.codes, &i.accounts).await.map_err(command_error)?;
+    Ok(StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+pub struct AccountInput {
+    account: String,
+}
+
+pub async fn disable_account_invites(State(state): State<AppState>, Input(i): Input<AccountInput>) -> Result<StatusCode, XrpcError> {
+    set_invites_disabled(&state, &i.account, true).await
+}
+
+pub async fn enable_account_invites(State(state): State<AppState>, Input(i): Input<AccountInput>) -> Result<StatusCode, XrpcError> {
+    set_invites_disabled(&state, &i.account, false).await
+}
+
+async fn set_invites_disabled(state: &AppState, did: &str, disabled: bool) -> Result<StatusCode, XrpcError> {
+    let ctx = ctx(state)?;
+    commands::set_account_invites::set_account_invites_disabled(&ctx, did, disabled).await.map_err(admin_error)?;
+    Ok(StatusCode::OK)
 }

@@ -42,12 +42,9 @@ pub async fn get_recommended_did_credentials(State(state): State<AppState>, auth
 
 pub async fn request_plc_operation_signature(State(state): State<AppState>, auth: AccessAuth) -> Result<StatusCode, XrpcError> {
     let ctx = ctx(&state)?;
-    let mail = commands::request_email_token(&ctx, &auth.did, domain::account::EmailTokenPurpose::PlcOperation)
+    commands::request_email_token(&ctx, &auth.did, domain::account::EmailTokenPurpose::PlcOperation)
         .await
         .map_err(command_error)?;
-    if let Some(m) = mail {
-        crate::mail::deliver(&state.config, &m).map_err(|e| XrpcError::internal(&e))?;
-    }
     Ok(StatusCode::OK)
 }
 

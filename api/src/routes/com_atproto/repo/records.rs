@@ -1,15 +1,14 @@
 //! Records over XRPC: `com.atproto.repo.{createRecord, putRecord, deleteRecord, applyWrites}`
 //! (access token; the repo must be the caller's DID or handle) and the public `getRecord` and
-//! `listRecords`. Parses bodies by hand (malformed → `InvalidRequest`, never 500; JSON limit
-//! 1,000,000 bytes as the reference), calls `commands`, renders results in input order.
+//! `listRecords`, `describeRepo`. Bodies and params arrive checked against the lexicon and typed
+//! (`Input<…>`, `Params<…>`; JSON limit 1,000,000 bytes as the reference), calls `commands`,
+//! renders results in input order.
 
-use std::collections::HashMap;
 
-use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use domain::cbor::Cid;
@@ -24,62 +23,83 @@ fn bad(m: impl Into<String>) -> XrpcError {
     XrpcError::invalid_request(m)
 }
 
-fn object(bytes: &Bytes) -> Result<Map<String, Value>, XrpcError> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(bad("Invalid request body: expected an object")),
-        Err(e) => Err(bad(format!("Invalid request body: {e}"))),
-    }
-}
-
-fn req_str<'a>(m: &'a Map<String, Value>, k: &str) -> Result<&'a str, XrpcError> {
-    match m.get(k) {
-        Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(bad(format!("Input/{k} must be a string"))),
-        None => Err(bad(format!("Input must have the property \"{k}\""))),
-    }
-}
-
-fn opt_str<'a>(m: &'a Map<String, Value>, k: &str) -> Result<Option<&'a str>, XrpcError> {
-    match m.get(k) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(bad(format!("Input/{k} must be a string"))),
-    }
-}
-
-fn opt_bool(m: &Map<String, Value>, k: &str) -> Result<Option<bool>, XrpcError> {
-    match m.get(k) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(bad(format!("Input/{k} must be a boolean"))),
-    }
-}
-
 fn cid(s: &str, k: &str) -> Result<Cid, XrpcError> {
-    if !domain::syntax::is_valid_cid(s) {
-        return Err(bad(format!("Input/{k} must be a cid string")));
-    }
     Cid::try_from(s).map_err(|_| bad(format!("Input/{k} must be a cid string")))
 }
 
-fn opt_cid(m: &Map<String, Value>, k: &str) -> Result<Option<Cid>, XrpcError> {
-    opt_str(m, k)?.map(|s| cid(s, k)).transpose()
+fn opt_cid(s: Option<&str>, k: &str) -> Result<Option<Cid>, XrpcError> {
+    s.map(|s| cid(s, k)).transpose()
 }
 
-fn record(m: &Map<String, Value>, k: &str) -> Result<domain::cbor::Ipld, XrpcError> {
-    let v = m.get(k).ok_or_else(|| bad(format!("Input must have the property \"{k}\"")))?;
+fn record(v: &Value, k: &str) -> Result<domain::cbor::Ipld, XrpcError> {
     if !v.is_object() {
         return Err(bad(format!("Input/{k} must be an object")));
     }
     domain::json::json_object_to_ipld(v).map_err(|e| bad(format!("Input/{k}: {e}")))
 }
 
+/// `Some(None)` for an explicit `null`, `None` when absent (with `#[serde(default)]`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    <Option<String> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateRecordInput {
+    repo: String,
+    collection: String,
+    rkey: Option<String>,
+    validate: Option<bool>,
+    record: Value,
+    swap_commit: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PutRecordInput {
+    repo: String,
+    collection: String,
+    rkey: String,
+    validate: Option<bool>,
+    record: Value,
+    /// Absent = no condition, `null` = must not exist, a CID = must be that.
+    #[serde(default, deserialize_with = "present")]
+    swap_record: Option<Option<String>>,
+    swap_commit: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteRecordInput {
+    repo: String,
+    collection: String,
+    rkey: String,
+    swap_record: Option<String>,
+    swap_commit: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplyWritesInput {
+    repo: String,
+    validate: Option<bool>,
+    writes: Vec<WriteOp>,
+    swap_commit: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "$type")]
+pub enum WriteOp {
+    #[serde(rename = "com.atproto.repo.applyWrites#create")]
+    Create { collection: String, rkey: Option<String>, value: Value },
+    #[serde(rename = "com.atproto.repo.applyWrites#update")]
+    Update { collection: String, rkey: String, value: Value },
+    #[serde(rename = "com.atproto.repo.applyWrites#delete")]
+    Delete { collection: String, rkey: String },
+}
+
 /// The DID of `repo` (a DID or a local handle), which must be the caller's.
 async fn own_repo(state: &AppState, auth: &AccessAuth, repo: &str) -> Result<String, XrpcError> {
-    if !domain::syntax::is_valid_at_identifier(repo) {
-        return Err(bad("Input/repo must be a valid did or a handle"));
-    }
     let did = resolve(state, repo).await?;
     match did {
         Some(did) if did == auth.did => Ok(did),
@@ -136,95 +156,86 @@ fn write_json(a: &commands::AppliedWrites) -> Result<Json<Value>, XrpcError> {
     Ok(Json(Value::Object(out)))
 }
 
-pub async fn create_record(State(state): State<AppState>, auth: AccessAuth, bytes: Bytes) -> Result<Json<Value>, XrpcError> {
-    let m = object(&bytes)?;
-    let did = own_repo(&state, &auth, req_str(&m, "repo")?).await?;
-    let write = Write::Create {
-        collection: req_str(&m, "collection")?.to_owned(),
-        rkey: opt_str(&m, "rkey")?.map(str::to_owned),
-        value: record(&m, "record")?,
-    };
-    let a = run(&state, &did, vec![write], opt_cid(&m, "swapCommit")?, opt_bool(&m, "validate")?).await?;
+pub async fn create_record(
+    State(state): State<AppState>,
+    auth: AccessAuth,
+    Input(i): Input<CreateRecordInput>,
+) -> Result<Json<Value>, XrpcError> {
+    let did = own_repo(&state, &auth, &i.repo).await?;
+    let write = Write::Create { collection: i.collection, rkey: i.rkey, value: record(&i.record, "record")? };
+    let a = run(&state, &did, vec![write], opt_cid(i.swap_commit.as_deref(), "swapCommit")?, i.validate).await?;
     write_json(&a)
 }
 
-pub async fn put_record(State(state): State<AppState>, auth: AccessAuth, bytes: Bytes) -> Result<Json<Value>, XrpcError> {
-    let m = object(&bytes)?;
-    let did = own_repo(&state, &auth, req_str(&m, "repo")?).await?;
-    // swapRecord: absent = no condition, null = must not exist, a CID = must be that.
-    let swap_record = match m.get("swapRecord") {
+pub async fn put_record(
+    State(state): State<AppState>,
+    auth: AccessAuth,
+    Input(i): Input<PutRecordInput>,
+) -> Result<Json<Value>, XrpcError> {
+    let did = own_repo(&state, &auth, &i.repo).await?;
+    let swap_record = match &i.swap_record {
         None => None,
-        Some(Value::Null) => Some(None),
-        Some(Value::String(s)) => Some(Some(cid(s, "swapRecord")?)),
-        Some(_) => return Err(bad("Input/swapRecord must be a cid string")),
+        Some(None) => Some(None),
+        Some(Some(s)) => Some(Some(cid(s, "swapRecord")?)),
     };
-    let write = Write::Update {
-        collection: req_str(&m, "collection")?.to_owned(),
-        rkey: req_str(&m, "rkey")?.to_owned(),
-        value: record(&m, "record")?,
-        swap_record,
-    };
-    let a = run(&state, &did, vec![write], opt_cid(&m, "swapCommit")?, opt_bool(&m, "validate")?).await?;
+    let write = Write::Update { collection: i.collection, rkey: i.rkey, value: record(&i.record, "record")?, swap_record };
+    let a = run(&state, &did, vec![write], opt_cid(i.swap_commit.as_deref(), "swapCommit")?, i.validate).await?;
     write_json(&a)
 }
 
-pub async fn delete_record(State(state): State<AppState>, auth: AccessAuth, bytes: Bytes) -> Result<Json<Value>, XrpcError> {
-    let m = object(&bytes)?;
-    let did = own_repo(&state, &auth, req_str(&m, "repo")?).await?;
+pub async fn delete_record(
+    State(state): State<AppState>,
+    auth: AccessAuth,
+    Input(i): Input<DeleteRecordInput>,
+) -> Result<Json<Value>, XrpcError> {
+    let did = own_repo(&state, &auth, &i.repo).await?;
     let write = Write::Delete {
-        collection: req_str(&m, "collection")?.to_owned(),
-        rkey: req_str(&m, "rkey")?.to_owned(),
-        swap_record: opt_cid(&m, "swapRecord")?,
+        collection: i.collection,
+        rkey: i.rkey,
+        swap_record: opt_cid(i.swap_record.as_deref(), "swapRecord")?,
     };
-    let a = run(&state, &did, vec![write], opt_cid(&m, "swapCommit")?, None).await?;
+    let a = run(&state, &did, vec![write], opt_cid(i.swap_commit.as_deref(), "swapCommit")?, None).await?;
     Ok(Json(if a.committed { json!({ "commit": commit_json(&a) }) } else { json!({}) }))
 }
 
-const CREATE: &str = "com.atproto.repo.applyWrites#create";
-const UPDATE: &str = "com.atproto.repo.applyWrites#update";
-const DELETE: &str = "com.atproto.repo.applyWrites#delete";
-
-pub async fn apply_writes(State(state): State<AppState>, auth: AccessAuth, bytes: Bytes) -> Result<Json<Value>, XrpcError> {
-    let m = object(&bytes)?;
-    let did = own_repo(&state, &auth, req_str(&m, "repo")?).await?;
-    let Some(Value::Array(items)) = m.get("writes") else {
-        return Err(bad("Input must have the property \"writes\" (an array)"));
-    };
-    if items.len() > domain::repo::MAX_WRITES {
+pub async fn apply_writes(
+    State(state): State<AppState>,
+    auth: AccessAuth,
+    Input(i): Input<ApplyWritesInput>,
+) -> Result<Json<Value>, XrpcError> {
+    let did = own_repo(&state, &auth, &i.repo).await?;
+    if i.writes.len() > domain::repo::MAX_WRITES {
         return Err(bad(format!("Too many writes. Max: {}", domain::repo::MAX_WRITES)));
     }
-    let mut writes = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let Value::Object(w) = item else {
-            return Err(bad(format!("Input/writes/{i} must be an object")));
-        };
-        let collection = req_str(w, "collection")?.to_owned();
-        writes.push(match w.get("$type").and_then(Value::as_str) {
-            Some(CREATE) => {
-                Write::Create { collection, rkey: opt_str(w, "rkey")?.map(str::to_owned), value: record(w, "value")? }
+    let mut writes = Vec::with_capacity(i.writes.len());
+    for w in &i.writes {
+        writes.push(match w {
+            WriteOp::Create { collection, rkey, value } => {
+                Write::Create { collection: collection.clone(), rkey: rkey.clone(), value: record(value, "value")? }
             }
-            Some(UPDATE) => Write::Update {
-                collection,
-                rkey: req_str(w, "rkey")?.to_owned(),
-                value: record(w, "value")?,
+            WriteOp::Update { collection, rkey, value } => Write::Update {
+                collection: collection.clone(),
+                rkey: rkey.clone(),
+                value: record(value, "value")?,
                 swap_record: None,
             },
-            Some(DELETE) => Write::Delete { collection, rkey: req_str(w, "rkey")?.to_owned(), swap_record: None },
-            _ => return Err(bad(format!("Input/writes/{i} must be an object which includes the \"$type\" property"))),
+            WriteOp::Delete { collection, rkey } => {
+                Write::Delete { collection: collection.clone(), rkey: rkey.clone(), swap_record: None }
+            }
         });
     }
-    let a = run(&state, &did, writes, opt_cid(&m, "swapCommit")?, opt_bool(&m, "validate")?).await?;
+    let a = run(&state, &did, writes, opt_cid(i.swap_commit.as_deref(), "swapCommit")?, i.validate).await?;
     let results: Vec<Value> = a
         .results
         .iter()
         .zip(&a.validation)
-        .zip(items)
-        .map(|((r, v), item)| {
-            let ty = item.get("$type").and_then(Value::as_str).unwrap_or_default();
-            if ty == DELETE {
-                return json!({ "$type": "com.atproto.repo.applyWrites#deleteResult" });
-            }
-            let kind = if ty == CREATE { "createResult" } else { "updateResult" };
+        .zip(&i.writes)
+        .map(|((r, v), w)| {
+            let kind = match w {
+                WriteOp::Delete { .. } => return json!({ "$type": "com.atproto.repo.applyWrites#deleteResult" }),
+                WriteOp::Create { .. } => "createResult",
+                WriteOp::Update { .. } => "updateResult",
+            };
             let mut o = Map::new();
             o.insert("$type".into(), json!(format!("com.atproto.repo.applyWrites#{kind}")));
             o.insert("uri".into(), json!(r.uri));
@@ -243,34 +254,20 @@ pub async fn apply_writes(State(state): State<AppState>, auth: AccessAuth, bytes
     Ok(Json(Value::Object(out)))
 }
 
-fn required<'a>(p: &'a HashMap<String, String>, name: &str) -> Result<&'a str, XrpcError> {
-    p.get(name).map(String::as_str).ok_or_else(|| bad(format!("Error: Params must have the property \"{name}\"")))
-}
-
 async fn public_repo(state: &AppState, repo: &str) -> Result<String, XrpcError> {
-    if !domain::syntax::is_valid_at_identifier(repo) {
-        return Err(bad("Error: repo must be a valid did or a handle"));
-    }
     resolve(state, repo).await?.ok_or_else(|| bad(format!("Could not find repo: {repo}")))
 }
 
-pub async fn get_record(
-    State(state): State<AppState>,
-    q: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Json<Value>, XrpcError> {
-    let p = params(q)?;
-    let repo = required(&p, "repo")?;
-    let collection = required(&p, "collection")?;
-    let rkey = required(&p, "rkey")?;
-    if !domain::syntax::is_valid_nsid(collection) {
-        return Err(bad("Error: collection must be a valid nsid"));
-    }
-    let cid = p.get("cid").map(String::as_str);
-    if let Some(c) = cid {
-        if !domain::syntax::is_valid_cid(c) {
-            return Err(bad("Error: cid must be a cid string"));
-        }
-    }
+#[derive(Deserialize)]
+pub struct GetRecordParams {
+    repo: String,
+    collection: String,
+    rkey: String,
+    cid: Option<String>,
+}
+
+pub async fn get_record(State(state): State<AppState>, Params(p): Params<GetRecordParams>) -> Result<Json<Value>, XrpcError> {
+    let (repo, collection, rkey, cid) = (p.repo.as_str(), p.collection.as_str(), p.rkey.as_str(), p.cid.as_deref());
     let did = public_repo(&state, repo).await?;
     let ctx = ctx(&state)?;
     let r = commands::get_record(&ctx, &did, collection, rkey, cid).await.map_err(command_error)?;
@@ -281,30 +278,19 @@ pub async fn get_record(
     })))
 }
 
-pub async fn list_records(
-    State(state): State<AppState>,
-    q: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Json<Value>, XrpcError> {
-    let p = params(q)?;
-    let repo = required(&p, "repo")?;
-    let collection = required(&p, "collection")?;
-    if !domain::syntax::is_valid_nsid(collection) {
-        return Err(bad("Error: collection must be a valid nsid"));
-    }
-    let limit = match p.get("limit") {
-        None => 50,
-        Some(s) => match s.parse::<i64>() {
-            Ok(n) if (1..=100).contains(&n) => n,
-            Ok(_) => return Err(bad("Error: limit must be between 1 and 100")),
-            Err(_) => return Err(bad("Error: limit must be an integer")),
-        },
-    };
-    let reverse = match p.get("reverse").map(String::as_str) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => return Err(bad("Error: reverse must be a boolean")),
-    };
-    let cursor = p.get("cursor").map(String::as_str);
+#[derive(Deserialize)]
+pub struct ListRecordsParams {
+    repo: String,
+    collection: String,
+    /// 1–100, default 50 (the lexicon's).
+    limit: i64,
+    cursor: Option<String>,
+    #[serde(default)]
+    reverse: bool,
+}
+
+pub async fn list_records(State(state): State<AppState>, Params(p): Params<ListRecordsParams>) -> Result<Json<Value>, XrpcError> {
+    let (repo, collection, limit, reverse, cursor) = (p.repo.as_str(), p.collection.as_str(), p.limit, p.reverse, p.cursor.as_deref());
     let did = public_repo(&state, repo).await?;
     let ctx = ctx(&state)?;
     let rows = commands::list_records(&ctx, &did, collection, limit, cursor, reverse).await.map_err(command_error)?;
@@ -327,15 +313,13 @@ pub async fn list_records(
     Ok(Json(Value::Object(out)))
 }
 
-pub async fn describe_repo(
-    State(state): State<AppState>,
-    q: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Json<Value>, XrpcError> {
-    let p = params(q)?;
-    let repo = required(&p, "repo")?;
-    if !domain::syntax::is_valid_at_identifier(repo) {
-        return Err(XrpcError::invalid_request("repo must be a handle or a DID"));
-    }
+#[derive(Deserialize)]
+pub struct RepoParams {
+    repo: String,
+}
+
+pub async fn describe_repo(State(state): State<AppState>, Params(p): Params<RepoParams>) -> Result<Json<Value>, XrpcError> {
+    let repo = p.repo.as_str();
     let not_found = || XrpcError::invalid_request(format!("Could not find user: {repo}"));
     let did = if repo.starts_with("did:") {
         repo.to_owned()

@@ -10,7 +10,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use commands::{AccountView, CommandError, Session};
+use commands::{AccountView, Session};
 
 use crate::xrpc::prelude::*;
 
@@ -100,10 +100,6 @@ pub async fn create_session(State(state): State<AppState>, bytes: Bytes) -> Resu
     let ctx = ctx(&state)?;
     let s = match commands::create_session(&ctx, &b.identifier, b.password, b.allow_takendown, b.auth_factor_token.as_deref()).await {
         Ok(s) => s,
-        Err(CommandError::AuthFactorTokenRequired(mail)) => {
-            crate::mail::deliver(&state.config, &mail).map_err(|e| XrpcError::internal(&e))?;
-            return Err(command_error(CommandError::AuthFactorTokenRequired(mail)));
-        }
         Err(e) => return Err(command_error(e)),
     };
     Ok(session_json(&s))

@@ -1,7 +1,7 @@
 //! The emailed-token flows over XRPC, as the reference: `com.atproto.server.{
 //! requestEmailConfirmation, confirmEmail, requestEmailUpdate, updateEmail,
 //! requestPasswordReset, resetPassword, requestAccountDelete, deleteAccount}`. The `request*`
-//! handlers deliver the command's [`commands::Mail`] through `mail.rs` (the dev mail sink).
+//! commands queue the message in the outbox in the same append as the token (`outbox/`).
 //! Session-authenticated ones need standard access (no takendown session). `updateEmail` with
 //! `emailAuthFactor` switches email two-factor login (`createSession` then answers 401
 //! `AuthFactorTokenRequired` and mails a sign-in code until `authFactorToken` carries it).
@@ -16,19 +16,9 @@ use serde_json::{json, Value};
 
 use crate::xrpc::prelude::*;
 
-fn send(state: &AppState, mail: Option<commands::Mail>) -> Result<(), XrpcError> {
-    match mail {
-        Some(m) => crate::mail::deliver(&state.config, &m).map_err(|e| XrpcError::internal(&e)),
-        None => Ok(()),
-    }
-}
-
 async fn request(state: &AppState, auth: &AccessAuth, purpose: EmailTokenPurpose) -> Result<bool, XrpcError> {
     let ctx = ctx(state)?;
-    let mail = commands::request_email_token(&ctx, &auth.did, purpose).await.map_err(command_error)?;
-    let sent = mail.is_some();
-    send(state, mail)?;
-    Ok(sent)
+    commands::request_email_token(&ctx, &auth.did, purpose).await.map_err(command_error)
 }
 
 pub async fn request_email_confirmation(State(state): State<AppState>, auth: AccessAuth) -> Result<StatusCode, XrpcError> {
@@ -82,8 +72,7 @@ struct ResetRequestBody {
 pub async fn request_password_reset(State(state): State<AppState>, bytes: Bytes) -> Result<StatusCode, XrpcError> {
     let b: ResetRequestBody = body(&bytes)?;
     let ctx = ctx(&state)?;
-    let mail = commands::request_password_reset(&ctx, &b.email).await.map_err(command_error)?;
-    send(&state, mail)?;
+    commands::request_password_reset(&ctx, &b.email).await.map_err(command_error)?;
     Ok(StatusCode::OK)
 }
 

@@ -12,7 +12,6 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::xrpc::prelude::*;
-use crate::event_json::rfc3339;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -83,21 +82,6 @@ pub async fn get_account_invite_codes(
     flag(&p, "createAvailable", true)?;
     let ctx = ctx(&state)?;
     let codes = commands::get_account_invite_codes(&ctx, &auth.did, include_used).await.map_err(command_error)?;
-    let codes: Vec<Value> = codes
-        .iter()
-        .map(|c| {
-            let uses: Vec<Value> =
-                c.uses.iter().map(|(did, at)| json!({ "usedBy": did, "usedAt": rfc3339(*at) })).collect();
-            json!({
-                "code": c.code,
-                "available": c.available,
-                "disabled": c.disabled,
-                "forAccount": c.for_account,
-                "createdBy": c.created_by,
-                "createdAt": rfc3339(c.created_at),
-                "uses": uses,
-            })
-        })
-        .collect();
+    let codes: Vec<Value> = codes.iter().map(crate::views::invite_code).collect();
     Ok(Json(json!({ "codes": codes })))
 }

@@ -42,6 +42,7 @@ use domain::repo::firehose::{self, StreamError};
 use domain::repo::{RepoEvent, REPO_COMMITTED, REPO_SYNCED};
 use eventlog::{Envelope, EventLog, LogError};
 
+use crate::high_water::HighWater;
 use crate::xrpc::prelude::*;
 
 pub const NSID: &str = "com.atproto.sync.subscribeRepos";
@@ -117,10 +118,10 @@ struct Hub {
 
 impl Hub {
     /// Starts following the log after its current head.
-    async fn start(log: &EventLog, capacity: usize) -> Result<Hub, LogError> {
+    async fn start(log: &EventLog, capacity: usize, high_water: Arc<HighWater>) -> Result<Hub, LogError> {
         let after = log.head().await?.position;
         let (sender, _) = broadcast::channel(capacity.max(1));
-        tokio::spawn(run_hub(log.clone(), after, sender.clone()));
+        tokio::spawn(run_hub(log.clone(), after, sender.clone(), high_water));
         Ok(Hub { sender })
     }
 
@@ -131,7 +132,7 @@ impl Hub {
 
 /// Follows the log forever, rendering each public event once; re-opens the tail after an error
 /// at the last position it saw, so nothing is skipped or repeated.
-async fn run_hub(log: EventLog, mut after: i64, sender: broadcast::Sender<LiveFrame>) {
+async fn run_hub(log: EventLog, mut after: i64, sender: broadcast::Sender<LiveFrame>, high_water: Arc<HighWater>) {
     loop {
         let mut tail = Box::pin(log.tail(after));
         while let Some(next) = tail.next().await {
@@ -139,6 +140,7 @@ async fn run_hub(log: EventLog, mut after: i64, sender: broadcast::Sender<LiveFr
                 Ok(envelope) => {
                     after = envelope.position;
                     if let Some(seq) = envelope.seq {
+                        high_water.note(seq);
                         if let Some(frame) = render(&envelope) {
                             // No receivers is not an error: frames are only for who is listening.
                             let _ = sender.send(LiveFrame { seq, frame });
@@ -226,8 +228,9 @@ async fn subscribe_repos(
         }
     };
     let log = state.log.clone();
+    let high_water = state.high_water.clone();
     ws.on_upgrade(move |socket| async move {
-        let hub = match hub.get_or_try_init(|| Hub::start(&log, settings.max_subscription_buffer)).await {
+        let hub = match hub.get_or_try_init(|| Hub::start(&log, settings.max_subscription_buffer, high_water.clone())).await {
             Ok(hub) => hub,
             Err(e) => {
                 tracing::error!(error = %e, "firehose: cannot read the log head");
@@ -235,7 +238,10 @@ async fn subscribe_repos(
                 return;
             }
         };
-        serve(socket, log, hub, settings, cursor).await;
+        let metrics = crate::metrics::get();
+        metrics.firehose_subscribers.inc();
+        serve(socket, log, hub, settings, cursor, high_water).await;
+        metrics.firehose_subscribers.dec();
     })
 }
 
@@ -278,12 +284,29 @@ struct Source<'a> {
     phase: Phase,
     /// Beyond this many unread frames the broadcast has dropped some for this subscriber.
     lag_limit: usize,
+    /// A live frame taken from the hub and not yet returned (kept across a cancelled wait for
+    /// the high-water mark).
+    held: Option<LiveFrame>,
+    /// Nothing is sent above the seq `<data>/firehose-seq` records (`high_water.rs`).
+    high_water: Arc<HighWater>,
 }
 
 impl Source<'_> {
     /// The next frame. Cancel-safe: state changes only after an await has completed.
     async fn next(&mut self) -> Result<Bytes, Stop> {
         loop {
+            if let Some(f) = &self.held {
+                self.high_water.ensure(f.seq).await;
+                if let Some(f) = self.held.take() {
+                    self.last = f.seq;
+                    return Ok(f.frame);
+                }
+            }
+            if let Some(seq) = self.pending.front().and_then(|e| e.seq) {
+                if seq > self.last {
+                    self.high_water.ensure(seq).await;
+                }
+            }
             if let Some(envelope) = self.pending.pop_front() {
                 let Some(seq) = envelope.seq else { continue };
                 if seq <= self.last {
@@ -322,8 +345,8 @@ impl Source<'_> {
                 Phase::Live(rx) => match rx.recv().await {
                     Ok(f) if f.seq <= self.last => continue,
                     Ok(f) => {
-                        self.last = f.seq;
-                        return Ok(f.frame);
+                        self.held = Some(f);
+                        continue;
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::info!(missed, "firehose: a live subscriber fell behind the buffer");
@@ -345,12 +368,20 @@ impl Source<'_> {
 }
 
 fn too_slow() -> Stop {
+    crate::metrics::get().firehose_dropped.inc();
     tracing::info!("firehose: dropping a subscriber that is too slow (ConsumerTooSlow)");
     Stop::Error(StreamError::ConsumerTooSlow, "Stream consumer too slow".into())
 }
 
 /// Runs one subscription until the client leaves or the stream ends with an error.
-async fn serve(mut socket: WebSocket, log: EventLog, hub: &Hub, settings: Settings, cursor: Option<i64>) {
+async fn serve(
+    mut socket: WebSocket,
+    log: EventLog,
+    hub: &Hub,
+    settings: Settings,
+    cursor: Option<i64>,
+    high_water: Arc<HighWater>,
+) {
     // Subscribe before reading the head: every frame after the head then reaches `rx`.
     let rx = hub.subscribe();
     let head = match log.head().await {
@@ -390,7 +421,7 @@ async fn serve(mut socket: WebSocket, log: EventLog, hub: &Hub, settings: Settin
     };
     // tokio's broadcast holds the next power of two at least the requested capacity.
     let lag_limit = settings.max_subscription_buffer.max(1).next_power_of_two();
-    let mut source = Source { log, hub, last, pending: VecDeque::new(), phase, lag_limit };
+    let mut source = Source { log, hub, last, pending: VecDeque::new(), phase, lag_limit, held: None, high_water };
     let stop = loop {
         let next = tokio::select! {
             next = source.next() => next,
@@ -414,7 +445,12 @@ async fn serve(mut socket: WebSocket, log: EventLog, hub: &Hub, settings: Settin
             }
         };
         tokio::select! {
-            sent = socket.send(Message::Binary(frame)) => if sent.is_err() { break Stop::Gone },
+            sent = socket.send(Message::Binary(frame)) => {
+                if sent.is_err() {
+                    break Stop::Gone;
+                }
+                crate::metrics::get().firehose_frames.inc();
+            }
             _ = lagged => break too_slow(),
         }
     };
