@@ -168,7 +168,7 @@ async fn external_handles(pg: Option<&PgDatabase>, ip: &str) {
     assert_error(&update_handle(&s, &jwt, "someone.example.com").await, 400, "InvalidRequest", "External handle did not resolve to DID");
     assert_error(&update_handle(&s, &jwt, "two.example.com").await, 400, "InvalidRequest", "2 did= TXT values");
     assert_error(&update_handle(&s, &jwt, "nothing.example.com").await, 400, "InvalidRequest", "External handle did not resolve to DID");
-    assert_error(&update_handle(&s, &jwt, "\u{430}lice.example.com").await, 400, "InvalidHandle", "");
+    assert_error(&update_handle(&s, &jwt, "\u{430}lice.example.com").await, 400, "InvalidRequest", "must be a valid handle");
     assert_error(&resolve(&s, "two.example.com").await, 400, "HandleNotFound", "exactly one is allowed");
     assert_error(&resolve(&s, "nobody.test").await, 400, "HandleNotFound", "Unable to resolve handle");
 
