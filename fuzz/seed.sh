@@ -39,6 +39,22 @@ for case in cars:
 for hexs in ["a0", "80", "f6", "f5", "00", "17", "1818", "20", "3bffffffffffffffff", "6161", "4100",
              "a1616100", "a2616100616201", "d82a582300017112200000000000000000000000000000000000000000000000000000000000000000"]:
     add("cbor_decode", bytes.fromhex(hexs))
+# Token targets: "<header JSON>\0<claims JSON>" pairs the targets sign themselves (near-valid
+# tokens, so the checks after the signature are reached), plus a raw compact token.
+now = 1_700_000_000
+for target, header, claims in [
+    ("session_jwt", {"alg": "HS256", "typ": "at+jwt"},
+     {"scope": "com.atproto.access", "sub": "did:plc:abc", "aud": "did:web:pds.example", "iat": now, "exp": now + 60}),
+    ("session_jwt", {"alg": "HS256", "typ": "refresh+jwt"},
+     {"scope": "com.atproto.refresh", "sub": "did:plc:abc", "aud": "did:web:pds.example", "iat": now, "exp": now + 60, "jti": "x"}),
+    ("dpop_proof", {"typ": "dpop+jwt", "alg": "ES256"},
+     {"jti": "j1", "htm": "GET", "htu": "https://pds.example/xrpc/com.atproto.server.getSession", "iat": now}),
+    ("service_jwt", {"alg": "ES256K", "typ": "JWT"},
+     {"iss": "did:plc:abc", "aud": "did:web:pds.example", "exp": now + 60, "iat": now, "lxm": "com.atproto.server.createAccount", "jti": "n"}),
+]:
+    add(target, json.dumps(header).encode() + b"\0" + json.dumps(claims).encode())
+    enc = lambda v: base64.urlsafe_b64encode(json.dumps(v).encode()).rstrip(b"=")
+    add(target, enc(header) + b"." + enc(claims) + b".c2ln")
 for target, n in sorted(counts.items()):
     print(f"{target}: {n} seeds")
 PY

@@ -20,10 +20,12 @@ pub fn spawn_temp_blob_cleaner(
         config: Arc::new(config.clone()),
         log: log.clone(),
         appender: projections::Appender::new(log.clone()),
-        oauth: Arc::new(crate::oauth_runtime::OAuthRuntime::new(config)),
+        oauth: Arc::new(crate::oauth_runtime::OAuthRuntime::new(config, None)),
         blobstore: store,
         high_water: Arc::new(crate::high_water::HighWater::new(&config.data_directory)),
         proxy: Arc::new(crate::proxy::Proxy::new(config)),
+        limits: Arc::new(crate::rate_limit::RateLimiter::new(config.rate_limits.clone(), None)),
+        identity: crate::server::open_identity(config, None)?,
     };
     let ctx = ctx(&state).map_err(|e| anyhow::anyhow!("{}: {}", e.error, e.message))?;
     Ok(tokio::spawn(async move {

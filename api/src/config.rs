@@ -60,6 +60,16 @@ pub struct Config {
     /// `PDS_REDIS_SCRATCH_ADDRESS` (`host:port`): shared DPoP/client-assertion replay store; unset
     /// = in-process.
     pub redis_scratch_address: Option<String>,
+    /// `PDS_REDIS_SCRATCH_PASSWORD`: AUTH password of the scratch store (as the reference).
+    pub redis_scratch_password: Option<String>,
+    /// `PDS_REDIS_SCRATCH_TLS_CA_FILE` (ours): PEM roots for a `rediss://` address.
+    pub redis_scratch_tls_ca_file: Option<String>,
+    /// `PDS_RATE_LIMITS_ENABLED` and the limiter's other settings (`rate_limit.rs`).
+    pub rate_limits: crate::rate_limit::RateLimitConfig,
+    /// Handle and DID resolution and its cache (`PDS_HANDLE_RESOLVER_NAMESERVERS`,
+    /// `PDS_HANDLE_BACKUP_NAMESERVERS`, `PDS_ID_RESOLVER_TIMEOUT`, `PDS_DID_CACHE_STALE_TTL`,
+    /// `PDS_DID_CACHE_MAX_TTL`; `commands::identity`).
+    pub identity: commands::identity::IdentitySettings,
     /// `PDS_EMAIL_FROM_ADDRESS` (default `noreply@<hostname>`).
     pub email_from_address: String,
     /// Mail and notification delivery: `PDS_EMAIL_SMTP_URL` (unset = the dev mail sink
@@ -222,6 +232,30 @@ impl BlobstoreConfig {
     }
 }
 
+fn identity_settings(env: &dyn Env, plc_url: &str, dev_mode: bool) -> Result<commands::identity::IdentitySettings, ConfigError> {
+    let mut s = commands::identity::IdentitySettings::new(plc_url);
+    s.dev_mode = dev_mode;
+    let servers = |name: &'static str| -> Result<Vec<std::net::SocketAddr>, ConfigError> {
+        match env.get(name) {
+            Some(v) => commands::identity::parse_nameservers(&v)
+                .map_err(|found| ConfigError::Invalid { name, expected: "comma-separated ip or ip:port", found }),
+            None => Ok(Vec::new()),
+        }
+    };
+    s.nameservers = servers("PDS_HANDLE_RESOLVER_NAMESERVERS")?;
+    s.backup_nameservers = servers("PDS_HANDLE_BACKUP_NAMESERVERS")?;
+    let ms = |name: &'static str, default: u64| -> Result<std::time::Duration, ConfigError> {
+        Ok(std::time::Duration::from_millis(match env.get(name) {
+            Some(v) => parse_num(name, &v)?,
+            None => default,
+        }))
+    };
+    s.timeout = ms("PDS_ID_RESOLVER_TIMEOUT", 3000)?;
+    s.stale_ttl = ms("PDS_DID_CACHE_STALE_TTL", 3_600_000)?;
+    s.max_ttl = ms("PDS_DID_CACHE_MAX_TTL", 86_400_000)?;
+    Ok(s)
+}
+
 /// Where configuration values come from: the process environment, or a map in tests.
 pub trait Env {
     fn get(&self, name: &str) -> Option<String>;
@@ -282,6 +316,15 @@ pub fn is_private_hostname(hostname: &str) -> bool {
 }
 
 impl Config {
+    /// Where the shared scratch store is, if configured.
+    pub fn scratch(&self) -> Option<crate::redis_scratch::ScratchConfig> {
+        self.redis_scratch_address.as_ref().map(|address| crate::redis_scratch::ScratchConfig {
+            address: address.clone(),
+            password: self.redis_scratch_password.clone(),
+            tls_ca_file: self.redis_scratch_tls_ca_file.clone(),
+        })
+    }
+
     /// Reads the configuration, creating the data directory and generating missing secrets.
     pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         let hostname = env.get("PDS_HOSTNAME").unwrap_or_else(|| "localhost".to_string());
@@ -388,6 +431,11 @@ impl Config {
             None => None,
         };
         let proxy = proxy_config(env, dev_mode)?;
+        let rate_limits = crate::rate_limit::RateLimitConfig::load(env)?;
+        if let Some(a) = env.get("PDS_REDIS_SCRATCH_ADDRESS") {
+            crate::redis_scratch::check_address(&a)
+                .map_err(|why| ConfigError::Invalid { name: "PDS_REDIS_SCRATCH_ADDRESS", expected: "host:port or a redis:// / rediss:// URL", found: why })?;
+        }
         let secrets = Secrets::load_or_generate(env, &data_directory)?;
         let plc_url = env.get("PDS_DID_PLC_URL");
         let embedded_plc = plc_url.is_none() && is_private_hostname(&hostname);
@@ -396,6 +444,7 @@ impl Config {
             None if embedded_plc => public_url.clone(),
             None => DEFAULT_DID_PLC_URL.to_string(),
         };
+        let identity = identity_settings(env, &did_plc_url, dev_mode)?;
         Ok(Config {
             bind: SocketAddr::new(bind_ip, port),
             hostname,
@@ -416,6 +465,10 @@ impl Config {
             max_subscription_buffer,
             repo_backfill_limit,
             redis_scratch_address: env.get("PDS_REDIS_SCRATCH_ADDRESS"),
+            redis_scratch_password: env.get("PDS_REDIS_SCRATCH_PASSWORD"),
+            redis_scratch_tls_ca_file: env.get("PDS_REDIS_SCRATCH_TLS_CA_FILE"),
+            rate_limits,
+            identity,
             email_from_address,
             outbox,
             blobstore,

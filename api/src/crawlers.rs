@@ -5,14 +5,16 @@
 //!   process follows the log from its head and calls [`Crawlers::notify`] for each public event.
 //! - At most once per `PDS_CRAWL_INTERVAL_MS` per crawler (default 20 minutes, the reference's
 //!   `NOTIFY_THRESHOLD`), counted from the attempt, whatever its outcome (as the reference).
-//! - Circuit breaker (ours): after [`BREAKER_THRESHOLD`] consecutive failures (non-2xx, timeout,
-//!   refused connection) a crawler is not called for `10 × interval × 2^(failures − threshold)`
-//!   (at most [`BREAKER_MAX`]); the next attempt after that is the probe, and one success closes
-//!   the breaker. Requests run in the background with a timeout: they never delay a write.
+//! - Circuit breaker (ours, `commands::breaker`, the type every outbound service uses): after
+//!   [`BREAKER_THRESHOLD`] consecutive failures (non-2xx, timeout, refused connection) a crawler
+//!   is not called for `10 × interval × 2^(failures − threshold)` (at most [`BREAKER_MAX`]); the
+//!   next attempt after that is the half-open probe, and one success closes the breaker. Requests
+//!   run in the background with a timeout: they never delay a write.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use commands::breaker::Breaker;
 use futures_util::StreamExt;
 
 use eventlog::EventLog;
@@ -25,16 +27,10 @@ pub const BREAKER_THRESHOLD: u32 = 3;
 pub const BREAKER_MAX: Duration = Duration::from_secs(24 * 60 * 60);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Default)]
-struct Health {
-    last_attempt: Option<Instant>,
-    failures: u32,
-    open_until: Option<Instant>,
-}
-
 struct Target {
     url: String,
-    health: Mutex<Health>,
+    last_attempt: Mutex<Option<Instant>>,
+    breaker: Breaker,
 }
 
 /// The crawlers of this process and when each was last asked.
@@ -50,7 +46,12 @@ impl Crawlers {
     pub fn new(hostname: &str, urls: &[String], interval: Duration) -> Crawlers {
         let targets = urls
             .iter()
-            .map(|u| Target { url: u.trim_end_matches('/').to_owned(), health: Mutex::new(Health::default()) })
+            .map(|u| {
+                let url = u.trim_end_matches('/').to_owned();
+                let breaker = Breaker::new(format!("crawler {url}"), BREAKER_THRESHOLD, interval.saturating_mul(10))
+                    .with_backoff(BREAKER_MAX);
+                Target { url, last_attempt: Mutex::new(None), breaker }
+            })
             .collect();
         let client = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().unwrap_or_default();
         Crawlers { hostname: hostname.to_owned(), interval, targets: Arc::new(targets), client }
@@ -62,14 +63,14 @@ impl Crawlers {
         let now = Instant::now();
         for (i, t) in self.targets.iter().enumerate() {
             {
-                let mut h = t.health.lock().unwrap_or_else(|p| p.into_inner());
-                if h.last_attempt.is_some_and(|at| now.duration_since(at) < self.interval) {
+                let mut last = t.last_attempt.lock().unwrap_or_else(|p| p.into_inner());
+                if last.is_some_and(|at| now.duration_since(at) < self.interval) {
                     continue;
                 }
-                if h.open_until.is_some_and(|until| now < until) {
+                if t.breaker.admit().is_err() {
                     continue;
                 }
-                h.last_attempt = Some(now);
+                *last = Some(now);
             }
             let me = self.clone();
             tokio::spawn(async move { me.request(i).await });
@@ -82,31 +83,17 @@ impl Crawlers {
         let outcome = self.client.post(&url).json(&serde_json::json!({ "hostname": self.hostname })).send().await;
         let failure = match outcome {
             Ok(r) if r.status().is_success() => None,
-            Ok(r) => Some(format!("status {}", r.status())),
-            Err(e) => Some(e.to_string()),
+            Ok(r) => Some(format!("requestCrawl: status {}", r.status())),
+            Err(e) => Some(format!("requestCrawl: {e}")),
         };
         let metrics = crate::metrics::get();
         metrics.outbound("crawler", if failure.is_none() { "ok" } else { "failed" });
-        let breaker = metrics.breaker_open.get_or_create(&crate::metrics::TargetLabel { target: t.url.clone() });
-        let mut h = t.health.lock().unwrap_or_else(|p| p.into_inner());
         match failure {
-            None => {
-                h.failures = 0;
-                h.open_until = None;
-                breaker.set(0);
-            }
-            Some(why) => {
-                h.failures += 1;
-                tracing::warn!(crawler = %t.url, failures = h.failures, "failed to request crawl: {why}");
-                if h.failures >= BREAKER_THRESHOLD {
-                    let k = (h.failures - BREAKER_THRESHOLD).min(16);
-                    let open = self.interval.saturating_mul(10).saturating_mul(1 << k).min(BREAKER_MAX);
-                    tracing::warn!(crawler = %t.url, "crawler breaker open for {open:?}");
-                    h.open_until = Some(Instant::now() + open);
-                    breaker.set(1);
-                }
-            }
+            None => t.breaker.success(),
+            Some(why) => t.breaker.failure(&why),
         }
+        let open = t.breaker.state() != commands::breaker::BreakerState::Closed;
+        metrics.breaker_open.get_or_create(&crate::metrics::TargetLabel { target: t.url.clone() }).set(i64::from(open));
     }
 
     /// Follows the log from its head for the life of the process, notifying on public events.

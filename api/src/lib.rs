@@ -21,6 +21,9 @@ pub mod outbox;
 pub mod proxy;
 pub mod read_after_write;
 pub mod routes;
+pub mod rate_limit;
+/// The Redis scratch store lives in `commands` (the identity cache uses it too).
+pub use commands::scratch as redis_scratch;
 pub mod secrets;
 pub mod server;
 pub mod views;

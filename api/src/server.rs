@@ -27,15 +27,44 @@ pub struct AppState {
     pub high_water: Arc<crate::high_water::HighWater>,
     /// The proxy for every XRPC method not served here (`proxy/`).
     pub proxy: crate::proxy::SharedProxy,
+    /// The one rate limiter (`rate_limit.rs`).
+    pub limits: Arc<crate::rate_limit::RateLimiter>,
+    /// Handle and DID resolution with its cache (`commands::identity`).
+    pub identity: commands::identity::Identity,
 }
 
-pub fn router(config: Config, log: EventLog, blobstore: Arc<dyn blobstore::BlobStore>) -> Router {
+/// The identity resolver of a configuration.
+pub fn open_identity(config: &Config, scratch: Option<crate::redis_scratch::Scratch>) -> anyhow::Result<commands::identity::Identity> {
+    commands::identity::Identity::new(config.identity.clone(), scratch).map_err(|e| anyhow::anyhow!("the DNS resolver: {e}"))
+}
+
+/// The scratch store of a configuration (none when unset or unusable, which is logged).
+pub fn open_scratch(config: &Config) -> Option<crate::redis_scratch::Scratch> {
+    let c = config.scratch()?;
+    match crate::redis_scratch::Scratch::open(&c) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, "the Redis scratch store cannot be used; keeping state in this process");
+            None
+        }
+    }
+}
+
+/// `identity`: from [`open_identity`] (it may fail: a bad resolver configuration stops `serve`).
+pub fn router(
+    config: Config,
+    log: EventLog,
+    blobstore: Arc<dyn blobstore::BlobStore>,
+    identity: commands::identity::Identity,
+    scratch: Option<crate::redis_scratch::Scratch>,
+) -> Router {
     let appender = projections::Appender::new(log.clone());
     let firehose = crate::routes::com_atproto::sync::subscribe_repos::Settings::from_config(&config);
-    let oauth = Arc::new(crate::oauth_runtime::OAuthRuntime::new(&config));
+    let oauth = Arc::new(crate::oauth_runtime::OAuthRuntime::new(&config, scratch.clone()));
     let high_water = Arc::new(crate::high_water::HighWater::new(&config.data_directory));
     let proxy = Arc::new(crate::proxy::Proxy::new(&config));
-    let state = AppState { config: Arc::new(config), log, appender, oauth, blobstore, high_water, proxy };
+    let limits = Arc::new(crate::rate_limit::RateLimiter::new(config.rate_limits.clone(), scratch));
+    let state = AppState { config: Arc::new(config), log, appender, oauth, blobstore, high_water, proxy, limits, identity };
     let oauth_nonces = axum::middleware::from_fn_with_state(state.clone(), crate::routes::oauth::server::nonce_layer);
     let methods = crate::routes::methods(firehose);
     crate::xrpc::router(&state, methods, crate::proxy::handle)
@@ -128,7 +157,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.data_directory.display(),
         config.secrets.file.display()
     );
-    let app = router(config, log, blobstore).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let scratch = open_scratch(&config);
+    let identity = open_identity(&config, scratch.clone())?;
+    let app = router(config, log, blobstore, identity, scratch).into_make_service_with_connect_info::<std::net::SocketAddr>();
     // Graceful: stop accepting and let requests finish, but not forever (a slow client reading a
     // large getRepo): whatever is still open after SHUTDOWN_GRACE is dropped. (Upgraded firehose
     // connections are not waited for.)

@@ -1,11 +1,11 @@
-//! Admin `com.atproto.admin.updateAccountHandle`: the service-domain rules
-//! (`check_service_handle`), the handle free (case-insensitive; the read model's UNIQUE index
+//! Admin `com.atproto.admin.updateAccountHandle` (and the user's `updateHandle`): the
+//! service-domain rules, or an external domain that already names the DID
+//! (`external_handle::check_handle`), the handle free (case-insensitive; the read model's UNIQUE index
 //! settles a race), the DID document updated first (a did:plc update op chained to the
 //! directory's last op, signed with the rotation key; nothing appended if the directory refuses),
 //! then `account.handle_updated` + `#identity{handle}` in one append.
 
 use domain::account;
-use domain::handle_rules::{self, HandleError};
 use domain::plc::UnsignedOp;
 use domain::syntax::Did;
 use eventlog::{AppendError, ExpectedVersion};
@@ -14,17 +14,9 @@ use crate::{account_append, account_error, append_error, load_account, now, plc_
 
 const ATTEMPTS: usize = 3;
 
-fn handle_error(e: HandleError) -> CommandError {
-    match e {
-        HandleError::NotServiceDomain(_) => CommandError::UnsupportedDomain("Not a supported handle domain".into()),
-        HandleError::Reserved(_) => CommandError::HandleNotAvailable("Reserved handle".into()),
-        other => CommandError::InvalidHandle(other.to_string()),
-    }
-}
-
 pub async fn admin_update_account_handle(ctx: &Ctx, did: &str, handle: &str) -> Result<(), CommandError> {
     let parsed = Did::parse(did).map_err(|_| CommandError::AccountNotFound)?;
-    let handle = handle_rules::check_service_handle(handle, &ctx.handle_domains).map_err(handle_error)?;
+    let handle = crate::external_handle::check_handle(ctx, handle, Some(did), false).await?;
     let (state, _) = load_account(ctx.log(), did).await?;
     let Some(current) = state.live() else {
         return Err(CommandError::AccountNotFound);

@@ -24,7 +24,6 @@
 
 use domain::account::{self, AccountState, CreateAccount};
 use domain::crypto::{KeyType, Keypair};
-use domain::handle_rules::{self, HandleError};
 use domain::plc::{DocumentData, UnsignedOp};
 use domain::repo::{self, RepoEvent};
 use domain::service_jwt;
@@ -35,7 +34,7 @@ use eventlog::{ExpectedVersion, NewEvent, StreamAppend};
 
 use crate::create_invite_codes::{invite_append, load_invite};
 use crate::get_service_auth::CREATE_ACCOUNT;
-use crate::resolve_did::resolve_did_document;
+use crate::resolve_did::resolve_did_document_cached;
 use crate::{
     account_append, account_error, account_view, append_error, blocking, load_account, now, plc_client, refresh_expiry_micros,
     tokens, CommandError, Ctx, Session,
@@ -72,14 +71,6 @@ fn unavailable_invite() -> CommandError {
     CommandError::InvalidInviteCode("Provided invite code not available".into())
 }
 
-fn handle_error(e: HandleError) -> CommandError {
-    match e {
-        HandleError::NotServiceDomain(_) => CommandError::UnsupportedDomain("Not a supported handle domain".into()),
-        HandleError::Reserved(_) => CommandError::HandleNotAvailable("Reserved handle".into()),
-        other => CommandError::InvalidHandle(other.to_string()),
-    }
-}
-
 /// A 401 of the reference's service-auth verifier.
 fn auth_error(name: &'static str, message: impl Into<String>) -> CommandError {
     CommandError::ServiceAuth { name, message: message.into() }
@@ -94,14 +85,25 @@ async fn verify_did_owner(ctx: &Ctx, did: &str, token: Option<&str>) -> Result<s
     if parsed.claims.iss != did {
         return Err(missing());
     }
-    let doc = resolve_did_document(ctx, did)
-        .await?
-        .ok_or_else(|| auth_error("AuthRequired", format!("could not resolve did document: {did}")))?;
-    let key = domain::did_doc::atproto_signing_key(&doc, did)
-        .ok_or_else(|| auth_error("BadJwtSignature", "missing or bad key in did doc"))?;
-    let (_, now_secs) = now();
-    service_jwt::verify(&parsed, &key, &ctx.service_did, Some(CREATE_ACCOUNT), now_secs).map_err(service_jwt_error)?;
-    Ok(doc)
+    // A cached document first; if the signature does not match its key, the key may have
+    // rotated: once more with a fresh document (as the reference's verifier).
+    let mut last = None;
+    for force in [false, true] {
+        let doc = resolve_did_document_cached(ctx, did, force)
+            .await?
+            .ok_or_else(|| auth_error("AuthRequired", format!("could not resolve did document: {did}")))?;
+        let Some(key) = domain::did_doc::atproto_signing_key(&doc, did) else {
+            last = Some(auth_error("BadJwtSignature", format!("the DID document of {did} has no #atproto signing key")));
+            continue;
+        };
+        let (_, now_secs) = now();
+        match service_jwt::verify(&parsed, &key, &ctx.service_did, Some(CREATE_ACCOUNT), now_secs) {
+            Ok(_) => return Ok(doc),
+            Err(e @ service_jwt::ServiceJwtError::BadJwtSignature) => last = Some(service_jwt_error(e)),
+            Err(e) => return Err(service_jwt_error(e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| auth_error("BadJwtSignature", "jwt signature does not match jwt issuer")))
 }
 
 fn service_jwt_error(e: service_jwt::ServiceJwtError) -> CommandError {
@@ -133,7 +135,8 @@ pub async fn create_account(ctx: &Ctx, input: CreateAccountInput) -> Result<Sess
             None
         }
     };
-    let handle = handle_rules::check_service_handle(&input.handle, &ctx.handle_domains).map_err(handle_error)?;
+    let handle =
+        crate::external_handle::check_handle(ctx, &input.handle, byo.as_ref().map(|(d, _)| d.as_str()), false).await?;
     let email = match input.email.as_deref().map(str::trim) {
         None | Some("") => return Err(CommandError::InvalidRequest("Email is required".into())),
         Some(e) if !is_valid_email(e) => {

@@ -16,6 +16,7 @@ pub mod admin_update_subject_status;
 pub mod check_account_status;
 pub mod apply_writes;
 pub mod blob_refs;
+pub mod breaker;
 pub mod clean_temp_blobs;
 pub mod get_blob;
 pub mod update_blob_takedown;
@@ -42,6 +43,10 @@ pub mod plc_directory;
 pub mod put_preferences;
 pub mod refresh_session;
 pub mod resolve_did;
+pub mod identity;
+pub mod external_handle;
+pub mod safe_fetch;
+pub mod scratch;
 pub mod repo_tree;
 pub mod revoke_app_password;
 pub mod get_service_auth;
@@ -119,6 +124,9 @@ pub struct Ctx {
     pub kek: Zeroizing<[u8; 32]>,
     /// Where blob bytes live (`upload_blob.rs`, `get_blob.rs`, …); `None` until [`Ctx::with_blobstore`].
     pub blobstore: Option<std::sync::Arc<dyn blobstore::BlobStore>>,
+    /// Handle and DID resolution with the shared cache; `None` until [`Ctx::with_identity`]
+    /// (then `resolve_did` asks the network directly, uncached).
+    pub identity: Option<identity::Identity>,
 }
 
 /// The settings [`Ctx::new`] reads.
@@ -157,7 +165,13 @@ impl Ctx {
             rotation_key,
             kek,
             blobstore: None,
+            identity: None,
         })
+    }
+
+    pub fn with_identity(mut self, identity: identity::Identity) -> Ctx {
+        self.identity = Some(identity);
+        self
     }
 
     pub fn with_blobstore(mut self, store: std::sync::Arc<dyn blobstore::BlobStore>) -> Ctx {
@@ -229,6 +243,9 @@ pub enum CommandError {
     /// The PLC directory answered something unusable.
     #[error("PLC directory: {0}")]
     Plc(String),
+    /// An outbound service whose circuit breaker is open (`breaker.rs`): fails fast, 503.
+    #[error("{0}")]
+    Unavailable(String),
     /// The PLC directory could not be reached or did not answer in time; nothing was changed.
     #[error("PLC directory {directory} is unreachable ({detail}); nothing was changed, try again later")]
     PlcUnreachable { directory: String, detail: String, timeout: bool },

@@ -8,6 +8,10 @@
 //! [`CommandError::PlcUnreachable`]; one that answers with a refusal is
 //! [`CommandError::PlcRefused`]; both name the directory. Never signs anything (`domain::plc`
 //! does) and never decides what to submit.
+//!
+//! Every call to a remote directory goes through its circuit breaker ([`breaker`]): 5
+//! consecutive failures (no connection, timeout, 5xx) open it for 60 s, and calls fail fast with
+//! `CommandError::Unavailable` until one probe gets through.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -18,6 +22,44 @@ use crate::{CommandError, Ctx};
 
 /// Longest wait for the directory to accept an operation.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Consecutive failures that open the directory's breaker, and for how long.
+pub const BREAKER_THRESHOLD: u32 = 5;
+pub const BREAKER_OPEN: Duration = Duration::from_secs(60);
+
+/// The breaker of the directory at `plc_url` (one per directory per process).
+pub fn breaker(plc_url: &str) -> std::sync::Arc<crate::breaker::Breaker> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    static ALL: OnceLock<Mutex<HashMap<String, Arc<crate::breaker::Breaker>>>> = OnceLock::new();
+    let mut all = ALL.get_or_init(Mutex::default).lock().unwrap_or_else(|p| p.into_inner());
+    all.entry(plc_url.to_owned())
+        .or_insert_with(|| Arc::new(crate::breaker::Breaker::new(format!("PLC directory {plc_url}"), BREAKER_THRESHOLD, BREAKER_OPEN)))
+        .clone()
+}
+
+/// A request to the directory at `plc_url` through its breaker: `Err` when the breaker is open;
+/// transport errors and 5xx answers count as failures, any other answer as success.
+pub(crate) async fn send_to(
+    plc_url: &str,
+    req: reqwest::RequestBuilder,
+) -> Result<Result<reqwest::Response, reqwest::Error>, crate::breaker::Open> {
+    breaker(plc_url)
+        .call(req.send(), |r| match r {
+            Err(e) => Some(e.to_string()),
+            Ok(resp) if resp.status().is_server_error() => Some(format!("HTTP {}", resp.status())),
+            Ok(_) => None,
+        })
+        .await
+}
+
+/// [`send_to`] for the context's directory, with its errors.
+async fn send(ctx: &Ctx, req: reqwest::RequestBuilder, method: &str) -> Result<reqwest::Response, CommandError> {
+    send_to(&ctx.plc_url, req)
+        .await
+        .map_err(|open| CommandError::Unavailable(open.to_string()))?
+        .map_err(|e| unreachable(ctx, method, &e))
+}
 
 pub(crate) fn client() -> Result<&'static reqwest::Client, CommandError> {
     static CLIENT: OnceLock<Option<reqwest::Client>> = OnceLock::new();
@@ -79,7 +121,7 @@ pub async fn submit_operation(ctx: &Ctx, did: &str, op: &serde_json::Value) -> R
         });
     }
     let url = format!("{}/{did}", ctx.plc_url);
-    let response = client()?.post(&url).json(op).send().await.map_err(|e| unreachable(ctx, "POST", &e))?;
+    let response = send(ctx, client()?.post(&url).json(op), "POST").await?;
     if response.status().is_success() {
         return Ok(());
     }
@@ -98,7 +140,7 @@ pub async fn last_operation(ctx: &Ctx, did: &str) -> Result<SignedOp, CommandErr
         });
     }
     let url = format!("{}/{did}/log/last", ctx.plc_url);
-    let response = client()?.get(&url).send().await.map_err(|e| unreachable(ctx, "GET", &e))?;
+    let response = send(ctx, client()?.get(&url), "GET").await?;
     if !response.status().is_success() {
         return Err(refused(ctx, response).await);
     }
@@ -115,7 +157,7 @@ pub async fn document(ctx: &Ctx, did: &str) -> Result<Option<serde_json::Value>,
         return Ok(last.and_then(|o| o.op.did_document(did)).map(|d| d.to_json()));
     }
     let url = format!("{}/{did}", ctx.plc_url);
-    let response = client()?.get(&url).send().await.map_err(|e| unreachable(ctx, "GET", &e))?;
+    let response = send(ctx, client()?.get(&url), "GET").await?;
     if matches!(response.status().as_u16(), 404 | 410) {
         return Ok(None);
     }

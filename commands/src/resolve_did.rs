@@ -1,7 +1,8 @@
 //! Resolving a DID document for identity checks that need the DID's *current* state (the signing
 //! key of a bring-your-own DID's service-auth token): did:plc from the PLC directory
 //! (`plc_client::document`), did:web from `https://{host}/.well-known/did.json` (`http` for
-//! `localhost`, the only host that may carry a port). No cache: each call asks again.
+//! `localhost`, the only host that may carry a port). [`resolve_did_document_cached`] goes
+//! through `identity.rs` (cache, SSRF guard, bounded fetches) when the context has it.
 //!
 //! Never decides what the document means (`domain::did_doc` reads it).
 
@@ -10,6 +11,22 @@ use domain::syntax::Did;
 use crate::{plc_client, CommandError, Ctx};
 
 /// The DID document of `did`; `None` when the directory or host has none (404, 410 tombstoned).
+/// Through the identity cache when the context has one (`force`: skip a cached copy, e.g. after
+/// a signature failed against it — the key may have rotated).
+pub async fn resolve_did_document_cached(ctx: &Ctx, did: &str, force: bool) -> Result<Option<serde_json::Value>, CommandError> {
+    use crate::identity::IdentityError as E;
+    let Some(identity) = &ctx.identity else { return resolve_did_document(ctx, did).await };
+    match identity.resolve_did(did, force).await {
+        Ok(doc) => Ok(Some(doc)),
+        Err(E::DidNotFound(_)) => Ok(None),
+        Err(E::Unavailable(m)) => Err(CommandError::Unavailable(m)),
+        Err(e @ (E::InvalidDid(_) | E::BadDidDocument(_) | E::InvalidHandle(_) | E::HandleNotFound(_))) => {
+            Err(CommandError::InvalidRequest(e.to_string()))
+        }
+    }
+}
+
+/// The DID document of `did` from the network, uncached.
 pub async fn resolve_did_document(ctx: &Ctx, did: &str) -> Result<Option<serde_json::Value>, CommandError> {
     let parsed = Did::parse(did).map_err(|_| CommandError::InvalidRequest(format!("invalid DID: {did}")))?;
     let url = match parsed.method() {
@@ -24,11 +41,8 @@ pub async fn resolve_did_document(ctx: &Ctx, did: &str) -> Result<Option<serde_j
         }
         _ => return Ok(None),
     };
-    let response = plc_client::client()?
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| CommandError::Plc(format!("GET {url}: {e}")))?;
+    let response =
+        plc_client::client()?.get(&url).send().await.map_err(|e| CommandError::Plc(format!("GET {url}: {e}")))?;
     if matches!(response.status().as_u16(), 404 | 410) {
         return Ok(None);
     }

@@ -105,7 +105,8 @@ async fn identity_flow(pg: Option<(&PgDatabase, &PgDatabase)>) {
         ("bob.test", 400, "HandleNotAvailable"),
         ("BOB.test", 400, "HandleNotAvailable"),
         ("-bad-.test", 400, "InvalidRequest"), // not a handle: the lexicon check (as the reference)
-        ("alice.elsewhere.com", 400, "UnsupportedDomain"),
+        // Another domain must already name the DID (DNS or .well-known; `handles.rs`).
+        ("alice.elsewhere.com", 400, "InvalidRequest"),
     ] {
         assert_error(&post(s, nsid, Some(&access), json!({ "handle": handle })).await, status, name);
     }

@@ -33,3 +33,5 @@ mod lexicon_sweep;
 mod preferences;
 mod proxy;
 mod bsky_app;
+mod rate_limits;
+mod handles;

@@ -640,17 +640,7 @@ async fn attacks(pg: Option<&PgDatabase>) {
     assert_eq!(r.status, 401, "{}", r.text);
     assert!(r.text.contains("Account has been taken down"), "{}", r.text);
 
-    // --- rate limit on PAR (60 per minute per IP) --------------------------------------------
-    let mut limited = None;
-    for i in 0..80 {
-        let r = p.post_form("/oauth/par", None, encode(&par_params(&client, generic))).await;
-        if r.status == 429 {
-            limited = Some((i, r));
-            break;
-        }
-    }
-    let (_, r) = limited.expect("PAR is rate-limited");
-    r.assert_oauth_error(429, "rate_limited", "Too many requests; try again later");
+    // (The OAuth endpoints' per-IP limits: `rate_limits.rs`, with PDS_RATE_LIMITS_ENABLED.)
 
     // The oauth read model is a pure function of the log.
     crate::invites::replay_and_verify(data.path(), &env);

@@ -23,7 +23,7 @@ pub mod root;
 pub mod tls_check;
 pub mod well_known;
 
-use com_atproto::{admin, identity, repo, server, sync, temp};
+use com_atproto::{admin, identity, identity_resolve, repo, server, sync, temp};
 
 /// Repo writes carry whole records: the reference's 1,000,000-byte JSON limit for them.
 const RECORDS: BodyLimit = BodyLimit::Bytes(repo::records::RECORD_JSON_LIMIT);
@@ -66,6 +66,9 @@ pub fn methods(firehose: sync::subscribe_repos::Settings) -> Vec<Method> {
         m!("com.atproto.server.getServiceAuth", Access, Rpc, JSON, server::service_auth::get_service_auth),
         // com.atproto.identity
         m!("com.atproto.identity.resolveHandle", Public, Nothing, JSON, identity::resolve_handle),
+        m!("com.atproto.identity.resolveDid", Public, Nothing, JSON, identity_resolve::resolve_did),
+        m!("com.atproto.identity.resolveIdentity", Public, Nothing, JSON, identity_resolve::resolve_identity),
+        m!("com.atproto.identity.refreshIdentity", Public, Rpc, JSON, identity_resolve::refresh_identity),
         m!("com.atproto.identity.updateHandle", AccessStandard, Identity("handle"), JSON, identity::update_handle),
         m!("com.atproto.identity.getRecommendedDidCredentials", AccessStandard, Rpc, JSON, identity::get_recommended_did_credentials),
         m!("com.atproto.identity.requestPlcOperationSignature", AccessFull, Identity("*"), JSON, identity::request_plc_operation_signature),

@@ -21,6 +21,6 @@ pub fn ctx(state: &AppState) -> Result<Ctx, XrpcError> {
             key_encryption_key_hex: &c.secrets.key_encryption_key_hex,
         },
     )
-    .map(|c| c.with_blobstore(state.blobstore.clone()))
+    .map(|c| c.with_blobstore(state.blobstore.clone()).with_identity(state.identity.clone()))
     .map_err(command_error)
 }

@@ -103,6 +103,7 @@ pub fn command_error(e: CommandError) -> XrpcError {
         CommandError::InvalidMimeType(m) => bad("InvalidMimeType", m),
         CommandError::InvalidBlob(m) => bad("InvalidBlob", m),
         // The PLC directory failed us: named, and not a 500 (nothing was changed).
+        CommandError::Unavailable(m) => XrpcError::new(StatusCode::SERVICE_UNAVAILABLE, "UpstreamFailure", m),
         e @ CommandError::PlcUnreachable { timeout: true, .. } => {
             tracing::warn!(cause = %e, "PLC directory");
             XrpcError::new(StatusCode::GATEWAY_TIMEOUT, "UpstreamTimeout", e.to_string())

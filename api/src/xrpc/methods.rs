@@ -6,7 +6,7 @@
 //! `createHandlerInternal`): the HTTP method the lexicon declares (`query` → GET, `procedure` →
 //! POST, else 400 `InvalidRequest` "Incorrect HTTP method (…) expected …"), the params
 //! (`lexicon.rs`), then the OAuth resource-server check for `Authorization: DPoP` (the row's
-//! permission), the row's auth kind, the input body (`lexicon.rs`), the handler, and in debug
+//! permission), the row's auth kind, the rate limits (`rate_limit::check`), the input body (`lexicon.rs`), the handler, and in debug
 //! builds the output (`lexicon.rs`). Every other `/xrpc/<nsid>` goes to the one fallback handler given to
 //! [`router`] (today `MethodNotImplemented`; the proxy's entry point).
 //!
@@ -176,15 +176,24 @@ async fn guard(State((state, row)): State<(AppState, Arc<Row>)>, req: Request, n
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    if !lexicon || row.subscription {
-        return after.finish(next.run(req).await).await;
-    }
-    let req = match super::lexicon::check_input(row.nsid, req, row.limit).await {
-        Ok(r) => r,
+    let (req, limit) = match crate::rate_limit::check(&state, row.nsid, req).await {
+        Ok(x) => x,
         Err(resp) => return resp,
     };
-    let resp = super::lexicon::check_output(row.nsid, next.run(req).await).await;
-    after.finish(resp).await
+    let mut res = if !lexicon || row.subscription {
+        after.finish(next.run(req).await).await
+    } else {
+        let req = match super::lexicon::check_input(row.nsid, req, row.limit).await {
+            Ok(r) => r,
+            Err(resp) => return resp,
+        };
+        let resp = super::lexicon::check_output(row.nsid, next.run(req).await).await;
+        after.finish(resp).await
+    };
+    if let Some(status) = limit {
+        crate::rate_limit::set_headers(res.headers_mut(), &status);
+    }
+    res
 }
 
 /// The row's auth kind; a verified access token is left in the request's extensions for the

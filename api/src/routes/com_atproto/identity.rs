@@ -102,9 +102,7 @@ pub async fn resolve_handle(
     if !domain::syntax::is_valid_handle(&handle) {
         return Err(XrpcError::invalid_request("handle must be a valid handle"));
     }
-    match projections::accounts::did_by_handle(&state.log, &handle).await {
-        Ok(Some(did)) => Ok(Json(json!({ "did": did }))),
-        Ok(None) => Err(XrpcError::new(StatusCode::BAD_REQUEST, "HandleNotFound", "Unable to resolve handle")),
-        Err(e) => Err(XrpcError::internal(&e)),
-    }
+    // Ours first; then, for other domains, DNS / `.well-known` through the identity cache.
+    let did = super::identity_resolve::resolve_handle_remote(&state, &handle, false).await?;
+    Ok(Json(json!({ "did": did })))
 }

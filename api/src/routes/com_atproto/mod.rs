@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod admin_email;
 pub mod identity;
+pub mod identity_resolve;
 pub mod repo;
 pub mod server;
 pub mod sync;

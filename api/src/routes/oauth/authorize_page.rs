@@ -20,8 +20,8 @@ use domain::oauth::{b64url, ct_eq, random_id};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::xrpc::dpop::client_ip;
 use crate::xrpc::prelude::*;
+use crate::rate_limit::client_ip_of;
 
 pub const DEVICE_COOKIE: &str = "oauth-device";
 
@@ -198,7 +198,8 @@ fn redirect(redirect_uri: &str, response_mode: &str, params: &[(&str, &str)]) ->
 }
 
 pub async fn submit(State(state): State<AppState>, req: Request) -> Response {
-    if !state.oauth.limits.allow("authorize", client_ip(&req)) {
+    let ip = client_ip_of(&state, &req);
+    if state.limits.check_ip("oauth-authorize-ip", ip, req.headers()).await.is_err() {
         return error_page(StatusCode::TOO_MANY_REQUESTS, "Too many attempts", "Too many requests; try again later");
     }
     let headers = req.headers().clone();

@@ -10,7 +10,6 @@
 //! Only this file and `oauth_authorize_page.rs` / `oauth_resource.rs` know OAuth's wire format.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -24,7 +23,8 @@ use domain::oauth::dpop::{DpopError, Proof};
 use domain::oauth::client_assertion;
 use serde_json::{json, Value};
 
-use crate::xrpc::dpop::{check_dpop, client_ip, now_ms};
+use crate::rate_limit::client_ip_of;
+use crate::xrpc::dpop::{check_dpop, now_ms};
 use crate::xrpc::prelude::*;
 
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -251,16 +251,24 @@ async fn verify_client_assertion(
     Ok(())
 }
 
-fn rate_limited(state: &AppState, bucket: &'static str, ip: IpAddr) -> Result<(), OAuthError> {
-    if state.oauth.limits.allow(bucket, ip) {
-        Ok(())
-    } else {
-        Err(err("rate_limited", "Too many requests; try again later"))
+/// One of the OAuth endpoints' per-IP buckets (`rate_limit.rs`): 429 `rate_limited` when over.
+/// (Reads the request before the future, which then holds no `&Request` across an await.)
+fn rate_limited<'a>(
+    state: &'a AppState,
+    bucket: &'static str,
+    req: &Request,
+) -> impl std::future::Future<Output = Result<(), OAuthError>> + Send + 'a {
+    let (ip, headers) = (client_ip_of(state, req), req.headers().clone());
+    async move {
+        match state.limits.check_ip(bucket, ip, &headers).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(err("rate_limited", "Too many requests; try again later")),
+        }
     }
 }
 
 pub async fn par(State(state): State<AppState>, req: Request) -> Result<Response, OAuthError> {
-    rate_limited(&state, "par", client_ip(&req))?;
+    rate_limited(&state, "oauth-par-ip", &req).await?;
     let headers = req.headers().clone();
     let proof = check_dpop(&state, &headers, &Method::POST, "/oauth/par", None, false).await.map_err(dpop_error)?;
     let p = params(req).await?;
@@ -301,7 +309,7 @@ fn token_json(t: TokenResponse) -> Response {
 }
 
 pub async fn token(State(state): State<AppState>, req: Request) -> Result<Response, OAuthError> {
-    rate_limited(&state, "token", client_ip(&req))?;
+    rate_limited(&state, "oauth-token-ip", &req).await?;
     let headers = req.headers().clone();
     let proof = check_dpop(&state, &headers, &Method::POST, "/oauth/token", None, true).await.map_err(dpop_error)?;
     let Some(proof) = proof else { return Err(err("invalid_dpop_proof", "DPoP proof required")) };
@@ -335,7 +343,7 @@ pub async fn token(State(state): State<AppState>, req: Request) -> Result<Respon
 }
 
 pub async fn revoke(State(state): State<AppState>, req: Request) -> Result<Response, OAuthError> {
-    rate_limited(&state, "revoke", client_ip(&req))?;
+    rate_limited(&state, "oauth-revoke-ip", &req).await?;
     let headers = req.headers().clone();
     check_dpop(&state, &headers, &Method::POST, "/oauth/revoke", None, false).await.map_err(dpop_error)?;
     let p = params(req).await?;
