@@ -12,6 +12,7 @@ pub mod config;
 pub mod crawlers;
 pub mod event_json;
 pub mod firehose;
+pub mod import_routes;
 pub mod oauth_authorize_page;
 pub mod oauth_resource;
 pub mod oauth_routes;

@@ -54,6 +54,7 @@ pub fn router(config: Config, log: EventLog, blobstore: Arc<dyn blobstore::BlobS
         .merge(crate::server_email::routes())
         .merge(crate::sync_routes::routes())
         .merge(crate::blob_routes::routes())
+        .merge(crate::import_routes::routes())
         .route("/", get(banner))
         .route("/robots.txt", get(robots))
         .route("/xrpc/_health", get(health))

@@ -70,6 +70,7 @@ pub fn command_error(e: CommandError) -> XrpcError {
         }
         CommandError::BlobNotFound(m) => bad("BlobNotFound", m),
         CommandError::BlobTooLarge(m) => XrpcError::new(StatusCode::PAYLOAD_TOO_LARGE, "BlobTooLarge", m),
+        CommandError::PayloadTooLarge(m) => XrpcError::new(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge", m),
         CommandError::InvalidMimeType(m) => bad("InvalidMimeType", m),
         CommandError::InvalidBlob(m) => bad("InvalidBlob", m),
         e @ (CommandError::Plc(_) | CommandError::Conflict(_) | CommandError::Internal(_)) => XrpcError::internal(&e),

@@ -16,6 +16,7 @@ pub mod apply_writes;
 pub mod blob_refs;
 pub mod clean_temp_blobs;
 pub mod get_blob;
+pub mod import_repo;
 pub mod update_blob_takedown;
 pub mod upload_blob;
 pub mod create_account;
@@ -186,6 +187,9 @@ pub enum CommandError {
     BlobNotFound(String),
     #[error("{0}")]
     BlobTooLarge(String),
+    /// A request body over its limit (413 `PayloadTooLarge`).
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error("{0}")]
     InvalidMimeType(String),
     #[error("{0}")]
@@ -246,6 +250,7 @@ pub(crate) fn append_error(e: AppendError, handle: &str, email: &str) -> Command
             }
         }
         AppendError::Log(e) => CommandError::Internal(e.to_string()),
+        AppendError::Aborted(m) => CommandError::Internal(m),
     }
 }
 

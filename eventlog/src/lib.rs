@@ -241,9 +241,20 @@ impl From<sqlx::Error> for LogError {
     }
 }
 
+/// A message of [`EventLog::append_parts`].
+pub enum Part {
+    /// The next events (expected versions checked against the transaction so far) and the inline
+    /// work to run on them.
+    Events(Vec<StreamAppend>, Option<Inline>),
+    /// Commit everything sent so far.
+    Commit,
+}
+
 /// Why an append did not commit. Nothing of a failed append is stored.
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
+    #[error("append aborted: {0}")]
+    Aborted(String),
     #[error("stream {stream}: expected version {expected}, actual version is {actual}")]
     Conflict {
         stream: String,
@@ -414,6 +425,22 @@ impl EventLog {
         self.inner
             .jobs
             .send(writer::Job::Append(writer::AppendJob { batch, inline, reply }))
+            .await
+            .map_err(|_| LogError::WriterStopped)?;
+        rx.await.map_err(|_| LogError::WriterStopped)?
+    }
+
+    /// Appends a long run of events in ONE transaction without holding them all in memory: the
+    /// caller sends [`Part::Events`] one at a time (each numbered, written and inline-projected
+    /// before the next is received), then [`Part::Commit`]. All or nothing: a conflict, a failing
+    /// inline work, a channel closed before `Commit`, or a part not arriving within 30 s rolls
+    /// everything back. The writer is held (other appends of this process wait) until then, so
+    /// send parts that are already prepared. Returns the envelopes of the last part.
+    pub async fn append_parts(&self, parts: mpsc::Receiver<Part>) -> Result<Vec<Envelope>, AppendError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .jobs
+            .send(writer::Job::Parts { parts, reply })
             .await
             .map_err(|_| LogError::WriterStopped)?;
         rx.await.map_err(|_| LogError::WriterStopped)?

@@ -126,6 +126,14 @@ pub(crate) async fn commit_group(
     )
 }
 
+/// One transaction fed part by part (`EventLog::append_parts`).
+pub(crate) async fn append_parts(
+    conn: &mut PgConnection,
+    parts: tokio::sync::mpsc::Receiver<crate::Part>,
+) -> Result<(Option<i64>, Vec<Envelope>), crate::AppendError> {
+    crate::writer::append_parts_body!(conn, parts, "BEGIN", "SELECT position, seq FROM log_head WHERE id = 1 FOR UPDATE", prefetch, flush, finish, Tx::Postgres)
+}
+
 /// Current versions of every stream the group names, in one query.
 async fn prefetch(
     conn: &mut PgConnection,

@@ -135,6 +135,14 @@ pub(crate) async fn commit_group(
 }
 
 /// Current versions of every stream the group names (one query per 500 names).
+/// One transaction fed part by part (`EventLog::append_parts`).
+pub(crate) async fn append_parts(
+    conn: &mut SqliteConnection,
+    parts: tokio::sync::mpsc::Receiver<crate::Part>,
+) -> Result<(Option<i64>, Vec<Envelope>), crate::AppendError> {
+    crate::writer::append_parts_body!(conn, parts, "BEGIN IMMEDIATE", "SELECT position, seq FROM log_head WHERE id = 1", prefetch, flush, finish, Tx::Sqlite)
+}
+
 async fn prefetch(
     conn: &mut SqliteConnection,
     names: Vec<&str>,
