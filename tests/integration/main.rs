@@ -23,3 +23,4 @@ mod identity;
 mod email;
 mod blobs;
 mod repos;
+mod import;
