@@ -207,7 +207,7 @@ where
             )));
         }
         decoder.push(&piece);
-        while let Some(item) = decoder.next().map_err(|e| invalid(format!("invalid CAR: {e}")))? {
+        while let Some(item) = decoder.next_item().map_err(|e| invalid(format!("invalid CAR: {e}")))? {
             match item {
                 CarItem::Header(r) => roots = Some(r),
                 CarItem::Block(cid, bytes) => stage.put(cid, bytes).await?,

@@ -296,7 +296,7 @@ fn parse_header(buf: &[u8]) -> Result<Vec<Cid>, CarError> {
         .collect()
 }
 
-/// What [`CarDecoder::next`] found.
+/// What [`CarDecoder::next_item`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CarItem {
     /// The header's roots (always first).
@@ -306,7 +306,7 @@ pub enum CarItem {
 }
 
 /// A push-based CAR reader for input that arrives in pieces (an HTTP body): [`CarDecoder::push`]
-/// the bytes as they come, take items with [`CarDecoder::next`] until it answers `None` (needs
+/// the bytes as they come, take items with [`CarDecoder::next_item`] until it answers `None` (needs
 /// more input), and call [`CarDecoder::finish`] at the end of input (a partial section is
 /// `Truncated`). Same checks and limits as [`CarReader`]; a section's length is checked against
 /// the limit as soon as its varint is complete, so memory stays within one section plus one
@@ -334,7 +334,7 @@ impl CarDecoder {
     }
 
     /// The next item, or `None` when the buffered input holds no complete section.
-    pub fn next(&mut self) -> Result<Option<CarItem>, CarError> {
+    pub fn next_item(&mut self) -> Result<Option<CarItem>, CarError> {
         let avail = self.buf.get(self.start..).unwrap_or_default();
         let Some((len, used)) = varint_from_slice(avail)? else { return Ok(None) };
         if len == 0 {
@@ -503,7 +503,7 @@ mod tests {
             let mut roots = None;
             for p in f.car.chunks(piece) {
                 d.push(p);
-                while let Some(item) = d.next().unwrap() {
+                while let Some(item) = d.next_item().unwrap() {
                     match item {
                         CarItem::Header(r) => roots = Some(r),
                         CarItem::Block(c, b) => got.push((c, b)),
@@ -516,7 +516,7 @@ mod tests {
             // a strict prefix that is not at a boundary is reported truncated at the end
             let mut d = CarDecoder::new(CarReadOptions::default());
             d.push(&f.car[..f.car.len() - 1]);
-            while d.next().unwrap().is_some() {}
+            while d.next_item().unwrap().is_some() {}
             assert!(matches!(d.finish(), Err(CarError::Truncated)));
         }
 
