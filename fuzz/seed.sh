@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Seeds the fuzz corpora from the official fixtures (corpora are gitignored; rerun at will).
-#   fuzz/seed.sh [ATPROTO_DIR]   (default: ../shared/atproto next to the repo)
+#   fuzz/seed.sh [ATPROTO_DIR]   (default: the copy in the repository, tests/fixtures/atproto)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-atproto="${1:-$here/../../shared/atproto}"
+atproto="${1:-${ATPROTO_FIXTURES:-$here/../tests/fixtures/atproto}}"
 python3 - "$atproto" "$here/corpus" <<'PY'
 import base64, hashlib, json, os, sys
 

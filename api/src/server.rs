@@ -1,15 +1,13 @@
-//! The HTTP server: router, state and the basic routes (`/`, `/robots.txt`, `/xrpc/_health`,
-//! `com.atproto.server.describeServer`), the admin routes (`admin.rs`), and the catch-up projection
-//! runners. Unknown XRPC methods answer `MethodNotImplemented`.
+//! The HTTP server: `AppState`, the router (the method table of `routes/` mounted by the XRPC
+//! kernel, the other routes, the global layers), the fallback for XRPC methods not served here
+//! (`MethodNotImplemented` until the proxy lands), `serve`, and the catch-up projection runners.
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::{header, Method, StatusCode};
+use axum::extract::Request;
+use axum::http::Method;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
+use axum::Router;
 
 use eventlog::EventLog;
 
@@ -17,8 +15,6 @@ use crate::config::Config;
 use crate::xrpc::XrpcError;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// How long `_health` waits for the database before answering 503.
-const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -28,100 +24,38 @@ pub struct AppState {
     pub appender: projections::Appender,
     /// OAuth nonces, replay store, rate limits, client metadata cache (`oauth_runtime.rs`).
     pub oauth: Arc<crate::oauth_runtime::OAuthRuntime>,
-    /// Where blob bytes live (`blob_routes.rs`).
+    /// Where blob bytes live.
     pub blobstore: Arc<dyn blobstore::BlobStore>,
 }
 
 pub fn router(config: Config, log: EventLog, blobstore: Arc<dyn blobstore::BlobStore>) -> Router {
     let appender = projections::Appender::new(log.clone());
-    let firehose = crate::firehose::Settings::from_config(&config);
+    let firehose = crate::routes::com_atproto::sync::subscribe_repos::Settings::from_config(&config);
     let oauth = Arc::new(crate::oauth_runtime::OAuthRuntime::new(&config));
     let state = AppState { config: Arc::new(config), log, appender, oauth, blobstore };
-    let oauth_resource = axum::middleware::from_fn_with_state(state.clone(), crate::oauth_resource::layer);
-    let oauth_nonces = axum::middleware::from_fn_with_state(state.clone(), crate::oauth_routes::nonce_layer);
-    Router::new()
-        .merge(crate::oauth_routes::routes())
-        .merge(crate::oauth_authorize_page::routes())
-        .merge(crate::admin::routes())
-        .merge(crate::admin_accounts::routes())
-        .merge(crate::firehose::routes_with(firehose))
-        .merge(crate::server_accounts::routes())
-        .merge(crate::repo_routes::routes())
-        .merge(crate::server_invites::routes())
-        .merge(crate::server_app_passwords::routes())
-        .merge(crate::server_account_status::routes())
-        .merge(crate::server_identity::routes())
-        .merge(crate::server_email::routes())
-        .merge(crate::sync_routes::routes())
-        .merge(crate::blob_routes::routes())
-        .merge(crate::import_routes::routes())
-        .route("/", get(banner))
-        .route("/robots.txt", get(robots))
-        .route("/xrpc/_health", get(health))
-        .route("/xrpc/com.atproto.server.describeServer", get(describe_server))
-        .route("/xrpc/{nsid}", axum::routing::any(unknown_method))
+    let oauth_nonces = axum::middleware::from_fn_with_state(state.clone(), crate::routes::oauth::server::nonce_layer);
+    let methods = crate::routes::methods(firehose);
+    crate::xrpc::router(&state, methods, unknown_method)
+        .merge(crate::routes::other())
         .fallback(not_found)
         .layer(axum::middleware::from_fn(crate::xrpc::plain_rejections_as_xrpc))
-        .layer(oauth_resource)
         .layer(oauth_nonces)
         .with_state(state)
 }
 
-async fn banner() -> &'static str {
-    "This is an AT Protocol Personal Data Server (PDS)\n\nMost API routes are under /xrpc/\n"
-}
-
-async fn robots() -> &'static str {
-    "# Hello!\n\n# Crawling the public API is allowed\nUser-agent: *\nAllow: /\n"
-}
-
-/// `{version}`; 503 when the database does not answer (as the reference does).
-async fn health(State(state): State<AppState>) -> Response {
-    let head = tokio::time::timeout(HEALTH_TIMEOUT, state.log.head()).await;
-    match head {
-        Ok(Ok(_)) => Json(json!({ "version": VERSION })).into_response(),
-        failed => {
-            let cause = match failed {
-                Ok(Err(e)) => e.to_string(),
-                _ => format!("no answer within {HEALTH_TIMEOUT:?}"),
-            };
-            tracing::error!(%cause, "health check: database unavailable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "version": VERSION, "error": "Service Unavailable" })))
-                .into_response()
-        }
-    }
-}
-
-async fn describe_server(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let c = &state.config;
-    let mut links = serde_json::Map::new();
-    if let Some(u) = &c.privacy_policy_url {
-        links.insert("privacyPolicy".into(), json!(u));
-    }
-    if let Some(u) = &c.terms_of_service_url {
-        links.insert("termsOfService".into(), json!(u));
-    }
-    let mut contact = serde_json::Map::new();
-    if let Some(e) = &c.contact_email_address {
-        contact.insert("email".into(), json!(e));
-    }
-    Json(json!({
-        "did": c.service_did,
-        "availableUserDomains": c.service_handle_domains,
-        "inviteCodeRequired": c.invite_required,
-        "phoneVerificationRequired": false,
-        "links": links,
-        "contact": contact,
-    }))
-}
-
+/// THE fallback for every `/xrpc/<nsid>` that is not in the method table (the seam where the
+/// proxy to other services plugs in).
 async fn unknown_method(method: Method, req: Request) -> Response {
     let nsid = req.uri().path().trim_start_matches("/xrpc/");
     if !domain::syntax::is_valid_nsid(nsid) {
-        return XrpcError::invalid_request(format!("invalid xrpc path: {nsid} is not an NSID")).into_response();
+        return XrpcError::invalid_request("invalid xrpc path").into_response();
     }
-    if method != Method::GET && method != Method::POST && method != Method::HEAD {
-        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, POST")]).into_response();
+    // A method the lexicons know, called with the wrong HTTP method (as the reference's catchall).
+    if let Some(expected) = crate::xrpc::methods::http_method(nsid) {
+        if method != expected && !(method == Method::HEAD && expected == Method::GET) {
+            return XrpcError::invalid_request(format!("Incorrect HTTP method ({method}) expected {expected}"))
+                .into_response();
+        }
     }
     XrpcError::method_not_implemented().into_response()
 }
@@ -158,7 +92,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // One task per catch-up projector, for the life of the process.
     let runners = projections::runner::spawn(&log, &projections::all());
     let blobstore = config.blobstore.open().map_err(|e| anyhow::anyhow!("opening the blob store: {e}"))?;
-    let cleaner = crate::blob_routes::spawn_temp_blob_cleaner(&config, &log, blobstore.clone())?;
+    let cleaner = crate::blob_cleaner::spawn_temp_blob_cleaner(&config, &log, blobstore.clone())?;
     let crawlers = crate::crawlers::Crawlers::new(&config.hostname, &config.crawlers, config.crawl_interval).spawn(log.clone());
     let bind = config.bind;
     let listener = tokio::net::TcpListener::bind(bind).await?;

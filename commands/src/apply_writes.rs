@@ -53,21 +53,7 @@ pub struct AppliedWrites {
 }
 
 fn catalog() -> &'static Catalog {
-    static CATALOG: OnceLock<Catalog> = OnceLock::new();
-    CATALOG.get_or_init(|| {
-        let mut c = Catalog::new();
-        for doc in crate::lexicon_docs::DOCUMENTS {
-            match serde_json::from_str::<serde_json::Value>(doc) {
-                Ok(v) => {
-                    if let Err(e) = c.add_document(&v) {
-                        tracing::warn!(error = %e, "embedded lexicon not loaded");
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "embedded lexicon is not JSON"),
-            }
-        }
-        c
-    })
+    crate::lexicon_docs::catalog()
 }
 
 /// The per-repo write lock; it guards the node blocks this process keeps for the repo.

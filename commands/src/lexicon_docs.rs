@@ -263,3 +263,23 @@ pub(crate) const DOCUMENTS: &[&str] = &[
     include_str!("../lexicons/com/atproto/temp/requestPhoneVerification.json"),
     include_str!("../lexicons/com/atproto/temp/revokeAccountCredentials.json"),
 ];
+
+/// The embedded lexicons as one catalog, loaded once (a document that does not load is logged
+/// and left out).
+pub fn catalog() -> &'static domain::lexicon::Catalog {
+    static CATALOG: std::sync::OnceLock<domain::lexicon::Catalog> = std::sync::OnceLock::new();
+    CATALOG.get_or_init(|| {
+        let mut c = domain::lexicon::Catalog::new();
+        for doc in DOCUMENTS {
+            match serde_json::from_str::<serde_json::Value>(doc) {
+                Ok(v) => {
+                    if let Err(e) = c.add_document(&v) {
+                        tracing::warn!(error = %e, "embedded lexicon not loaded");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "embedded lexicon is not JSON"),
+            }
+        }
+        c
+    })
+}

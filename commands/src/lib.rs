@@ -26,6 +26,7 @@ pub mod create_session;
 pub mod deactivate_account;
 pub mod delete_session;
 mod lexicon_docs;
+pub use lexicon_docs::catalog as lexicon_catalog;
 pub mod oauth_authorize;
 pub mod oauth_exchange_code;
 pub mod oauth_flow;

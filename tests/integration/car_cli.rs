@@ -185,10 +185,12 @@ fn diff_lists_nodes_record_ops_and_proof() {
     assert_eq!(same, json!({"created_nodes": [], "deleted_nodes": [], "record_ops": [], "proof_nodes": []}));
 }
 
+/// The atproto fixtures in the repository (`tests/fixtures/atproto/`; `$ATPROTO_FIXTURES` overrides).
 fn fixtures() -> PathBuf {
     std::env::var_os("ATPROTO_FIXTURES")
+        .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/atproto"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/atproto"))
 }
 
 fn b64(s: &str) -> Vec<u8> {

@@ -402,10 +402,14 @@ async fn replay_and_live(server: &Server, url: &str) {
     let log = EventLog::open(url).await.unwrap();
     let mut w = Writer::new(&log);
 
-    // Not a WebSocket, or a malformed cursor: an XRPC error, no stream; not a GET: 405.
+    // Not a WebSocket, or a malformed cursor: an XRPC error, no stream; not a GET: 400
+    // `InvalidRequest` (the reference's "Incorrect HTTP method"), never an empty 405.
     expect_http_error(server, "").await;
     let post = reqwest::Client::new().post(server.xrpc(NSID)).send().await.unwrap();
-    assert_eq!(post.status(), 405);
+    assert_eq!(post.status(), 400);
+    let body: serde_json::Value = post.json().await.unwrap();
+    assert_eq!(body["error"], "InvalidRequest", "{body}");
+    assert_eq!(body["message"], "Incorrect HTTP method (POST) expected GET", "{body}");
     for query in ["cursor=abc", "cursor=-1", "cursor=1.5"] {
         expect_http_error(server, query).await;
         match tokio_tungstenite::connect_async(ws_url(server, query)).await {

@@ -10,7 +10,7 @@ use crate::commit::Commit;
 use crate::crypto::{KeyType, Keypair};
 use crate::mst::{BlockMap, Mst};
 use crate::syntax::{is_valid_tid, Did};
-use crate::testing::read_fixture;
+use crate::testing::read_lexicon;
 use crate::tid::TidClock;
 
 use super::firehose::{self, Frame, StreamError};
@@ -747,8 +747,8 @@ fn unreadable_payloads_are_errors() {
 // ---- firehose frames ------------------------------------------------------------------------
 
 fn lexicon_def(def: &str) -> serde_json::Value {
-    let doc: serde_json::Value = serde_json::from_str(&read_fixture(
-        "lexicons/com/atproto/sync/subscribeRepos.json",
+    let doc: serde_json::Value = serde_json::from_str(&read_lexicon(
+        "com/atproto/sync/subscribeRepos.json",
     ))
     .unwrap();
     doc["defs"][def].clone()
