@@ -24,3 +24,4 @@ mod email;
 mod blobs;
 mod repos;
 mod import;
+mod import_interop;
