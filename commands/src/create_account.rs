@@ -174,6 +174,8 @@ pub async fn create_account(ctx: &Ctx, input: CreateAccountInput) -> Result<Sess
 
     let signing = Keypair::generate(KeyType::K256);
     if let Some((did, doc)) = byo {
+        // A key reserved for this DID (`reserveSigningKey`) signs its repo; else the fresh one.
+        let signing = crate::reserve_signing_key::reserved_for(ctx, did.as_str()).await?.unwrap_or(signing);
         return create_for_existing_did(ctx, did, doc, handle, email, password_hash, invite_code, signing).await;
     }
     // Identity: the account's repo signing key and the PLC genesis operation.

@@ -35,6 +35,7 @@ pub mod oauth_refresh_token;
 pub mod oauth_revoke;
 pub mod plc_client;
 pub mod refresh_session;
+pub mod reserve_signing_key;
 pub mod resolve_did;
 pub mod repo_tree;
 pub mod revoke_app_password;

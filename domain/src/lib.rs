@@ -22,6 +22,7 @@ pub mod oauth;
 pub mod password;
 pub mod plc;
 pub mod repo;
+pub mod reserved_key;
 pub mod service_jwt;
 pub mod session_jwt;
 pub mod syntax;

@@ -1,5 +1,6 @@
 //! `com.atproto.repo.importRepo` and the migration around it, through the real binary, on SQLite
 //! and Postgres (with the reference PLC directory):
+//! - `reserveSigningKey` (one key per DID; the migrated account signs with it);
 //! - a bring-your-own-DID account on B answers `checkAccountStatus` with all nine fields before
 //!   anything is imported (`repoCommit` of its unannounced empty repo, 2 blocks);
 //! - broken CARs, each refused with a clear error and the account exactly as before (status,
@@ -316,6 +317,16 @@ async fn import_flow(pg: Option<(&PgDatabase, &PgDatabase)>) {
         .as_str()
         .unwrap()
         .to_owned();
+    // reserveSigningKey: per DID one key (asked twice, the same); without a DID a new one each time.
+    let reserve = |body: Value| async move { post(b, "com.atproto.server.reserveSigningKey", None, body).await };
+    let reserved = reserve(json!({ "did": did })).await;
+    assert_eq!(reserved.0, 200, "{reserved:?}");
+    let reserved = reserved.1["signingKey"].as_str().unwrap().to_owned();
+    assert!(reserved.starts_with("did:key:z"), "{reserved}");
+    assert_eq!(reserve(json!({ "did": did })).await.1["signingKey"], reserved.as_str());
+    let (k1, k2) = (reserve(json!({})).await.1["signingKey"].clone(), reserve(json!({})).await.1["signingKey"].clone());
+    assert!(k1.is_string() && k1 != k2 && k1 != reserved.as_str(), "{k1} {k2}");
+    assert_error(&reserve(json!({ "did": "not a did" })).await, 400, "InvalidRequest");
     let created = reqwest::Client::new()
         .post(b.xrpc(CREATE_ACCOUNT))
         .bearer_auth(token)
@@ -435,6 +446,7 @@ async fn import_flow(pg: Option<(&PgDatabase, &PgDatabase)>) {
 
     // --- the DID moves to B; B activates ------------------------------------------------------------
     let creds = get(b, "com.atproto.identity.getRecommendedDidCredentials", Some(&b_access)).await.1;
+    assert_eq!(creds["verificationMethods"]["atproto"], reserved.as_str(), "the reserved key signs the migrated repo");
     assert_eq!(post(a, "com.atproto.identity.requestPlcOperationSignature", Some(&access), json!({})).await.0, 200);
     let token = crate::email::last_token(&dir_a.path().join("pds-data"), "alice@example.com", "PLC update requested");
     let signed = post(a, "com.atproto.identity.signPlcOperation", Some(&access), json!({

@@ -61,6 +61,7 @@ pub fn methods(firehose: sync::subscribe_repos::Settings) -> Vec<Method> {
         m!("com.atproto.server.requestAccountDelete", AccessStandard, Refused, JSON, server::email::request_account_delete),
         m!("com.atproto.server.deleteAccount", Public, Refused, JSON, server::email::delete_account),
         m!("com.atproto.server.getServiceAuth", Access, Rpc, JSON, server::service_auth::get_service_auth),
+        m!("com.atproto.server.reserveSigningKey", Public, Rpc, JSON, server::reserve_signing_key::reserve_signing_key),
         // com.atproto.identity
         m!("com.atproto.identity.resolveHandle", Public, Nothing, JSON, identity::resolve_handle),
         m!("com.atproto.identity.updateHandle", AccessStandard, Identity("handle"), JSON, identity::update_handle),
