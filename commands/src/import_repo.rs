@@ -5,6 +5,7 @@
 //!    a section limit) and each block goes to a scratch SQLite file in the blob spool directory,
 //!    deleted when the import ends however it ends. The byte count is held to the limit
 //!    (`PDS_MAX_REPO_IMPORT_SIZE`) as it grows; a body that stalls for [`IDLE_TIMEOUT`] is refused.
+//!    Scratch directories a crashed process left behind are swept after a day.
 //! 2. Check and cut: one root, a commit for the caller's DID (its signature against the account's
 //!    key when the account is active: a repo that is already ours), then the whole MST walked from
 //!    the scratch file (`mst::TreeWalk`: every node checked, keys in global order, every record
@@ -43,6 +44,8 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const STAGE_BATCH: usize = 500;
 /// Pending tree items fetched from the scratch file in one query.
 const PREFETCH: usize = 128;
+/// Scratch directories older than this belong to imports that died with their process.
+const STALE_SCRATCH: Duration = Duration::from_secs(24 * 60 * 60);
 /// Attempts at the append when another writer moved the repo or the account meanwhile.
 const ATTEMPTS: usize = 3;
 
@@ -81,6 +84,7 @@ struct Staging {
 impl Staging {
     async fn create(parent: &std::path::Path) -> Result<Staging, CommandError> {
         tokio::fs::create_dir_all(parent).await.map_err(scratch)?;
+        sweep(parent).await;
         let dir = tempfile::Builder::new().prefix("import-").tempdir_in(parent).map_err(scratch)?;
         let mut conn = SqliteConnectOptions::new()
             .filename(dir.path().join("staging.sqlite"))
@@ -168,6 +172,24 @@ impl Staging {
                 .await
                 .map_err(scratch)?;
         Ok(NewEvent::new(event_type, 1, payload))
+    }
+}
+
+/// Removes scratch directories of imports that died with their process (older than a day: no
+/// import runs that long). Best effort.
+async fn sweep(parent: &std::path::Path) {
+    let Ok(mut entries) = tokio::fs::read_dir(parent).await else { return };
+    while let Ok(Some(e)) = entries.next_entry().await {
+        let stale = e.file_name().to_string_lossy().starts_with("import-")
+            && e.metadata()
+                .await
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_SCRATCH);
+        if stale {
+            let _ = tokio::fs::remove_dir_all(e.path()).await;
+        }
     }
 }
 
