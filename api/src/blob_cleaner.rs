@@ -22,6 +22,7 @@ pub fn spawn_temp_blob_cleaner(
         appender: projections::Appender::new(log.clone()),
         oauth: Arc::new(crate::oauth_runtime::OAuthRuntime::new(config)),
         blobstore: store,
+        proxy: Arc::new(crate::proxy::Proxy::new(config)),
     };
     let ctx = ctx(&state).map_err(|e| anyhow::anyhow!("{}: {}", e.error, e.message))?;
     Ok(tokio::spawn(async move {

@@ -50,8 +50,13 @@ pub struct Config {
     pub contact_email_address: Option<String>,
     pub dev_mode: bool,
     /// `PDS_DID_PLC_URL`: the PLC directory new did:plc identities are submitted to (default
-    /// `https://plc.directory`, as the reference).
+    /// `https://plc.directory`, as the reference). With [`Config::embedded_plc`], this server's
+    /// public URL.
     pub did_plc_url: String,
+    /// Serve and use the embedded PLC directory (this database): `PDS_DID_PLC_URL` unset and a
+    /// hostname no one else can reach ([`is_private_hostname`]), so a local server never
+    /// registers DIDs pointing at itself in the public directory.
+    pub embedded_plc: bool,
     /// `PDS_MAX_SUBSCRIPTION_BUFFER`: firehose frames a live subscriber may lag behind (500).
     pub max_subscription_buffer: usize,
     /// `PDS_REPO_BACKFILL_LIMIT_MS`: how far back a firehose cursor may reach (24 h).
@@ -73,7 +78,91 @@ pub struct Config {
     /// `PDS_CRAWL_INTERVAL_MS` (ours): least time between two requestCrawls to one crawler
     /// (20 minutes, the reference's threshold).
     pub crawl_interval: std::time::Duration,
+    /// Where XRPC calls not served here are proxied, and the proxy's limits (`proxy/`).
+    pub proxy: ProxyConfig,
+    /// `PDS_BSKY_APP_VIEW_CDN_URL_PATTERN`: image URLs in read-after-write views
+    /// (`util.format`-style: three `%s` = preset, DID, CID); unset → our `getBlob` URL.
+    pub bsky_cdn_url_pattern: Option<String>,
     pub secrets: Secrets,
+}
+
+/// A service calls are proxied to by default: its URL and its DID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceTarget {
+    pub url: String,
+    pub did: String,
+}
+
+/// The proxy's settings, with the reference's names and defaults.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// `PDS_BSKY_APP_VIEW_URL` + `PDS_BSKY_APP_VIEW_DID`: every NSID without a more specific
+    /// service (`app.bsky.*`, `chat.bsky.*`, …).
+    pub bsky_app_view: Option<ServiceTarget>,
+    /// `PDS_MOD_SERVICE_URL` + `PDS_MOD_SERVICE_DID`: the `tools.ozone.*` methods.
+    pub mod_service: Option<ServiceTarget>,
+    /// `PDS_REPORT_SERVICE_URL` + `PDS_REPORT_SERVICE_DID`: `com.atproto.moderation.createReport`
+    /// (default: the mod service, as the reference).
+    pub report_service: Option<ServiceTarget>,
+    /// `PDS_DISABLE_SSRF_PROTECTION` (default: `PDS_DEV_MODE`): endpoints found in DID documents may
+    /// then be plain HTTP and private addresses.
+    pub disable_ssrf_protection: bool,
+    /// `PDS_PROXY_HEADERS_TIMEOUT` (ms, 10 s): from the request sent to the response headers.
+    pub headers_timeout: std::time::Duration,
+    /// `PDS_PROXY_BODY_TIMEOUT` (ms, 30 s): longest silence between two chunks of a response body.
+    pub body_timeout: std::time::Duration,
+    /// `PDS_PROXY_MAX_RESPONSE_SIZE` (bytes, 10 MiB).
+    pub max_response_size: u64,
+    /// `PDS_DID_CACHE_STALE_TTL` (ms, 1 h): a resolved service DID document is used as is; after
+    /// that it is used once more while it is resolved again.
+    pub did_cache_stale_ttl: std::time::Duration,
+    /// `PDS_DID_CACHE_MAX_TTL` (ms, 1 day): never used older than this.
+    pub did_cache_max_ttl: std::time::Duration,
+}
+
+fn service_target(env: &dyn Env, url_name: &'static str, did_name: &'static str) -> Result<Option<ServiceTarget>, ConfigError> {
+    let Some(url) = env.get(url_name) else { return Ok(None) };
+    let parsed = url::Url::parse(url.trim()).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    if parsed.is_none() {
+        return Err(ConfigError::Invalid { name: url_name, expected: "an http(s) URL", found: url });
+    }
+    let did = env.get(did_name).ok_or(ConfigError::Invalid {
+        name: did_name,
+        expected: "set (a DID) when its service URL is set",
+        found: String::new(),
+    })?;
+    if !domain::syntax::is_valid_did(did.trim()) {
+        return Err(ConfigError::Invalid { name: did_name, expected: "a DID", found: did });
+    }
+    Ok(Some(ServiceTarget { url: url.trim().trim_end_matches('/').to_owned(), did: did.trim().to_owned() }))
+}
+
+fn proxy_config(env: &dyn Env, dev_mode: bool) -> Result<ProxyConfig, ConfigError> {
+    let ms = |name: &'static str, default: u64| -> Result<std::time::Duration, ConfigError> {
+        Ok(std::time::Duration::from_millis(match env.get(name) {
+            Some(v) => parse_num(name, &v)?,
+            None => default,
+        }))
+    };
+    let mod_service = service_target(env, "PDS_MOD_SERVICE_URL", "PDS_MOD_SERVICE_DID")?;
+    let report_service = service_target(env, "PDS_REPORT_SERVICE_URL", "PDS_REPORT_SERVICE_DID")?.or_else(|| mod_service.clone());
+    Ok(ProxyConfig {
+        bsky_app_view: service_target(env, "PDS_BSKY_APP_VIEW_URL", "PDS_BSKY_APP_VIEW_DID")?,
+        mod_service,
+        report_service,
+        disable_ssrf_protection: match env.get("PDS_DISABLE_SSRF_PROTECTION") {
+            Some(v) => parse_bool("PDS_DISABLE_SSRF_PROTECTION", &v)?,
+            None => dev_mode,
+        },
+        headers_timeout: ms("PDS_PROXY_HEADERS_TIMEOUT", 10_000)?,
+        body_timeout: ms("PDS_PROXY_BODY_TIMEOUT", 30_000)?,
+        max_response_size: match env.get("PDS_PROXY_MAX_RESPONSE_SIZE") {
+            Some(v) => parse_num("PDS_PROXY_MAX_RESPONSE_SIZE", &v)?,
+            None => 10 * 1024 * 1024,
+        },
+        did_cache_stale_ttl: ms("PDS_DID_CACHE_STALE_TTL", 60 * 60 * 1000)?,
+        did_cache_max_ttl: ms("PDS_DID_CACHE_MAX_TTL", 24 * 60 * 60 * 1000)?,
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +256,29 @@ fn parse_num<T: std::str::FromStr>(name: &'static str, v: &str) -> Result<T, Con
 
 fn is_local(hostname: &str) -> bool {
     hostname == "localhost" || hostname.ends_with(".localhost") || hostname.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Special-use and private-use top-level domains (RFC 6761, RFC 6762, RFC 8375, ICANN's
+/// `.internal`): names under them never resolve on the public internet.
+const PRIVATE_TLDS: &[&str] = &["localhost", "test", "local", "internal", "invalid", "example", "home.arpa"];
+
+/// A hostname no one outside this machine or network can reach: `localhost` or a name under
+/// `.localhost`, `.test`, `.local`, `.internal`, `.invalid`, `.example` or `.home.arpa`, or an IP
+/// address that is not globally routable (loopback, private, link-local, unspecified; IPv6
+/// unique-local and link-local). On such a hostname, with `PDS_DID_PLC_URL` unset, the server
+/// runs the embedded PLC directory instead of registering its DIDs at `https://plc.directory`.
+pub fn is_private_hostname(hostname: &str) -> bool {
+    let h = hostname.trim_end_matches('.').to_ascii_lowercase();
+    if let Ok(ip) = h.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        return match ip {
+            IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified(),
+            IpAddr::V6(v6) => {
+                let first = v6.segments()[0];
+                v6.is_loopback() || v6.is_unspecified() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+            }
+        };
+    }
+    PRIVATE_TLDS.iter().any(|tld| h == *tld || h.ends_with(&format!(".{tld}")))
 }
 
 impl Config {
@@ -281,7 +393,15 @@ impl Config {
             Some(v) => std::time::Duration::from_millis(parse_num("PDS_CRAWL_INTERVAL_MS", &v)?),
             None => crate::crawlers::DEFAULT_INTERVAL,
         };
+        let proxy = proxy_config(env, dev_mode)?;
         let secrets = Secrets::load_or_generate(env, &data_directory)?;
+        let plc_url = env.get("PDS_DID_PLC_URL");
+        let embedded_plc = plc_url.is_none() && is_private_hostname(&hostname);
+        let did_plc_url = match plc_url {
+            Some(url) => url,
+            None if embedded_plc => public_url.clone(),
+            None => DEFAULT_DID_PLC_URL.to_string(),
+        };
         Ok(Config {
             bind: SocketAddr::new(bind_ip, port),
             hostname,
@@ -299,7 +419,8 @@ impl Config {
             terms_of_service_url: env.get("PDS_TERMS_OF_SERVICE_URL"),
             contact_email_address: env.get("PDS_CONTACT_EMAIL_ADDRESS"),
             dev_mode,
-            did_plc_url: env.get("PDS_DID_PLC_URL").unwrap_or_else(|| DEFAULT_DID_PLC_URL.to_string()),
+            did_plc_url,
+            embedded_plc,
             max_subscription_buffer,
             repo_backfill_limit,
             redis_scratch_address: env.get("PDS_REDIS_SCRATCH_ADDRESS"),
@@ -308,7 +429,53 @@ impl Config {
             blob_temp_grace,
             crawlers,
             crawl_interval,
+            proxy,
+            bsky_cdn_url_pattern: env.get("PDS_BSKY_APP_VIEW_CDN_URL_PATTERN").filter(|v| !v.trim().is_empty()),
             secrets,
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_hostnames() {
+        for h in [
+            "localhost", "pds.localhost", "127.0.0.1", "::1", "[::1]", "10.1.2.3", "192.168.0.7", "172.16.5.4",
+            "169.254.1.1", "0.0.0.0", "fd00::1", "fe80::1", "pds.test", "alice.test", "box.local", "pds.internal",
+            "x.invalid", "pds.example", "nas.home.arpa", "PDS.TEST.",
+        ] {
+            assert!(is_private_hostname(h), "{h} is private");
+        }
+        for h in ["pds.example.com", "bsky.social", "8.8.8.8", "2001:4860::8888", "test.com", "localhost.com", "mytest"] {
+            assert!(!is_private_hostname(h), "{h} is public");
+        }
+    }
+
+    fn load(vars: &[(&str, &str)]) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env: HashMap<String, String> =
+            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        env.insert("PDS_DATA_DIRECTORY".into(), dir.path().join("data").display().to_string());
+        Config::load(&env).unwrap()
+    }
+
+    #[test]
+    fn embedded_plc_only_on_a_private_hostname_without_a_directory() {
+        let local = load(&[]);
+        assert!(local.embedded_plc);
+        assert_eq!(local.did_plc_url, "http://localhost:2583");
+        let test_tld = load(&[("PDS_HOSTNAME", "pds.test")]);
+        assert!(test_tld.embedded_plc);
+        assert_eq!(test_tld.did_plc_url, "https://pds.test");
+        let given = load(&[("PDS_DID_PLC_URL", "http://127.0.0.1:9999")]);
+        assert!(!given.embedded_plc);
+        assert_eq!(given.did_plc_url, "http://127.0.0.1:9999");
+        let public = load(&[("PDS_HOSTNAME", "pds.example.com")]);
+        assert!(!public.embedded_plc);
+        assert_eq!(public.did_plc_url, DEFAULT_DID_PLC_URL);
     }
 }

@@ -102,21 +102,31 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
+/// The SSRF guard (also the proxy's, `proxy/ssrf.rs`): the addresses of `host`, all of them
+/// public unicast, or why not. Callers connect only to the addresses returned.
+pub async fn public_addresses(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+    let addrs: Vec<SocketAddr> = tokio::time::timeout(FETCH_TIMEOUT, tokio::net::lookup_host((host, port)))
+        .await
+        .map_err(|_| format!("resolving {host} timed out"))?
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!("{host} has no address"));
+    }
+    if let Some(bad) = addrs.iter().find(|a| !is_public(a.ip())) {
+        return Err(format!("host {host} resolves to a private or loopback address ({})", bad.ip()));
+    }
+    Ok(addrs)
+}
+
 /// GET a JSON document from a public address: every resolved address must be public, the
 /// connection is pinned to the checked one, redirects are refused, 200 + `application/json`
 /// required, at most [`FETCH_MAX_BYTES`] within [`FETCH_TIMEOUT`].
 pub async fn fetch_json(url: &url::Url) -> Result<serde_json::Value, String> {
     let host = url.host_str().ok_or("no host")?.to_owned();
     let port = url.port_or_known_default().ok_or("no port")?;
-    let addrs: Vec<SocketAddr> = tokio::time::timeout(FETCH_TIMEOUT, tokio::net::lookup_host((host.as_str(), port)))
-        .await
-        .map_err(|_| format!("resolving {host} timed out"))?
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .collect();
+    let addrs = public_addresses(&host, port).await.map_err(|e| format!("client metadata {e}"))?;
     let Some(first) = addrs.first().copied() else { return Err(format!("{host} has no address")) };
-    if let Some(bad) = addrs.iter().find(|a| !is_public(a.ip())) {
-        return Err(format!("client metadata host {host} resolves to a private or loopback address ({})", bad.ip()));
-    }
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(FETCH_TIMEOUT)

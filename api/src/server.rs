@@ -1,12 +1,9 @@
 //! The HTTP server: `AppState`, the router (the method table of `routes/` mounted by the XRPC
 //! kernel, the other routes, the global layers), the fallback for XRPC methods not served here
-//! (`MethodNotImplemented` until the proxy lands), `serve`, and the catch-up projection runners.
+//! (the proxy, `proxy/`), `serve`, and the catch-up projection runners.
 
 use std::sync::Arc;
 
-use axum::extract::Request;
-use axum::http::Method;
-use axum::response::{IntoResponse, Response};
 use axum::Router;
 
 use eventlog::EventLog;
@@ -26,38 +23,25 @@ pub struct AppState {
     pub oauth: Arc<crate::oauth_runtime::OAuthRuntime>,
     /// Where blob bytes live.
     pub blobstore: Arc<dyn blobstore::BlobStore>,
+    /// The proxy for every XRPC method not served here (`proxy/`).
+    pub proxy: crate::proxy::SharedProxy,
 }
 
 pub fn router(config: Config, log: EventLog, blobstore: Arc<dyn blobstore::BlobStore>) -> Router {
     let appender = projections::Appender::new(log.clone());
     let firehose = crate::routes::com_atproto::sync::subscribe_repos::Settings::from_config(&config);
     let oauth = Arc::new(crate::oauth_runtime::OAuthRuntime::new(&config));
-    let state = AppState { config: Arc::new(config), log, appender, oauth, blobstore };
+    let proxy = Arc::new(crate::proxy::Proxy::new(&config));
+    let state = AppState { config: Arc::new(config), log, appender, oauth, blobstore, proxy };
     let oauth_nonces = axum::middleware::from_fn_with_state(state.clone(), crate::routes::oauth::server::nonce_layer);
     let methods = crate::routes::methods(firehose);
-    crate::xrpc::router(&state, methods, unknown_method)
+    crate::xrpc::router(&state, methods, crate::proxy::handle)
         .merge(crate::routes::other())
+        .merge(crate::routes::plc_directory::routes(&state.config))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(crate::xrpc::plain_rejections_as_xrpc))
         .layer(oauth_nonces)
         .with_state(state)
-}
-
-/// THE fallback for every `/xrpc/<nsid>` that is not in the method table (the seam where the
-/// proxy to other services plugs in).
-async fn unknown_method(method: Method, req: Request) -> Response {
-    let nsid = req.uri().path().trim_start_matches("/xrpc/");
-    if !domain::syntax::is_valid_nsid(nsid) {
-        return XrpcError::invalid_request("invalid xrpc path").into_response();
-    }
-    // A method the lexicons know, called with the wrong HTTP method (as the reference's catchall).
-    if let Some(expected) = crate::xrpc::methods::http_method(nsid) {
-        if method != expected && !(method == Method::HEAD && expected == Method::GET) {
-            return XrpcError::invalid_request(format!("Incorrect HTTP method ({method}) expected {expected}"))
-                .into_response();
-        }
-    }
-    XrpcError::method_not_implemented().into_response()
 }
 
 async fn not_found() -> XrpcError {
@@ -97,8 +81,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let bind = config.bind;
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let local = listener.local_addr()?;
+    let plc = if config.embedded_plc {
+        format!("PLC directory: embedded, served at {}/did:plc:… from this database (private hostname, PDS_DID_PLC_URL unset)", config.public_url)
+    } else {
+        format!("PLC directory: {}", config.did_plc_url)
+    };
     tracing::info!(
-        "pds {VERSION} listening on http://{local} (public URL {}, {} database {}, data directory {}, secrets in {})",
+        "pds {VERSION} listening on http://{local} (public URL {}, {} database {}, data directory {}, secrets in {}, {plc})",
         config.public_url,
         log.backend(),
         redact(&config.database_url),

@@ -4,11 +4,9 @@
 //! directory's last op, signed with the rotation key; nothing appended if the directory refuses),
 //! then `account.handle_updated` + `#identity{handle}` in one append.
 
-use std::time::Duration;
-
 use domain::account;
 use domain::handle_rules::{self, HandleError};
-use domain::plc::{SignedOp, UnsignedOp};
+use domain::plc::UnsignedOp;
 use domain::syntax::Did;
 use eventlog::{AppendError, ExpectedVersion};
 
@@ -55,22 +53,12 @@ pub async fn admin_update_account_handle(ctx: &Ctx, did: &str, handle: &str) -> 
 
 /// `GET {plc}/{did}/log/last`, then an update op with the new `alsoKnownAs`, signed and submitted.
 async fn update_plc_handle(ctx: &Ctx, did: &str, handle: &str) -> Result<(), CommandError> {
-    let url = format!("{}/{did}/log/last", ctx.plc_url);
     let plc = |m: String| CommandError::Plc(m);
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| CommandError::Internal(e.to_string()))?;
-    let response = client.get(&url).send().await.map_err(|e| plc(format!("GET {url}: {e}")))?;
-    if !response.status().is_success() {
-        return Err(plc(format!("GET {url}: {}", response.status())));
-    }
-    let last: serde_json::Value = response.json().await.map_err(|e| plc(format!("GET {url}: {e}")))?;
-    let last = SignedOp::from_json(&last).map_err(|e| plc(format!("GET {url}: {e}")))?;
+    let last = plc_client::last_operation(ctx, did).await?;
     let data = last.op.data().ok_or_else(|| plc(format!("{did} is tombstoned in the directory")))?;
     let prev = last.cid().map_err(|e| plc(e.to_string()))?;
     let op = UnsignedOp::update(data.with_handle(handle), prev)
         .sign(&ctx.rotation_key)
         .map_err(|e| CommandError::Internal(e.to_string()))?;
-    plc_client::submit_operation(&ctx.plc_url, did, &op.to_json()).await
+    plc_client::submit_operation(ctx, did, &op.to_json()).await
 }

@@ -14,7 +14,7 @@ use domain::syntax::Did;
 use serde_json::Value;
 
 use crate::activate_account::load_repo_head;
-use crate::{CommandError, Ctx};
+use crate::{plc_client, CommandError, Ctx};
 
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -70,12 +70,7 @@ async fn resolve_plc(ctx: &Ctx, did: &str) -> Option<Value> {
     if !did.starts_with("did:plc:") {
         return None;
     }
-    let client = reqwest::Client::builder().timeout(RESOLVE_TIMEOUT).build().ok()?;
-    let response = client.get(format!("{}/{did}", ctx.plc_url)).send().await.ok()?;
-    if !response.status().is_success() {
-        return None;
-    }
-    response.json().await.ok()
+    tokio::time::timeout(RESOLVE_TIMEOUT, plc_client::document(ctx, did)).await.ok()?.ok()?
 }
 
 /// Whether `doc` names `public_url` as `#atproto_pds` and `did_key` as `#atproto`.

@@ -230,7 +230,7 @@ pub async fn create_account(ctx: &Ctx, input: CreateAccountInput) -> Result<Sess
     )
     .map_err(account_error)?;
 
-    plc_client::submit_operation(&ctx.plc_url, did.as_str(), &op.to_json()).await?;
+    plc_client::submit_operation(ctx, did.as_str(), &op.to_json()).await?;
 
     let mut events = account_events;
     events.extend(session_events);

@@ -34,6 +34,8 @@ pub mod oauth_push_request;
 pub mod oauth_refresh_token;
 pub mod oauth_revoke;
 pub mod plc_client;
+pub mod plc_directory;
+pub mod put_preferences;
 pub mod refresh_session;
 pub mod reserve_signing_key;
 pub mod resolve_did;
@@ -83,6 +85,7 @@ pub use reset_password::reset_password;
 pub use delete_account::delete_account;
 pub use sign_plc_operation::{sign_plc_operation, PlcOperationFields};
 pub use submit_plc_operation::submit_plc_operation;
+pub use put_preferences::{get_preferences, parse_put_body, put_preferences};
 
 /// What every command needs: the appender (and through it the log) and the server's settings and
 /// secrets.
@@ -95,8 +98,10 @@ pub struct Ctx {
     pub public_url: String,
     pub handle_domains: Vec<String>,
     pub invite_required: bool,
-    /// `PDS_DID_PLC_URL`, no trailing slash.
+    /// `PDS_DID_PLC_URL`, no trailing slash; with the embedded directory, this server's public URL.
     pub plc_url: String,
+    /// The DIDs live in the embedded PLC directory (this database), called in process.
+    pub plc_embedded: bool,
     /// `PDS_PLC_ROTATION_KEY_K256_PRIVATE_KEY_HEX`.
     pub rotation_key: Keypair,
     /// `PDS_KEY_ENCRYPTION_KEY`.
@@ -113,6 +118,7 @@ pub struct Settings<'a> {
     pub handle_domains: &'a [String],
     pub invite_required: bool,
     pub plc_url: &'a str,
+    pub plc_embedded: bool,
     pub plc_rotation_key_hex: &'a str,
     pub key_encryption_key_hex: &'a str,
 }
@@ -136,6 +142,7 @@ impl Ctx {
             handle_domains: s.handle_domains.to_vec(),
             invite_required: s.invite_required,
             plc_url: s.plc_url.trim_end_matches('/').to_owned(),
+            plc_embedded: s.plc_embedded,
             rotation_key,
             kek,
             blobstore: None,
@@ -152,8 +159,8 @@ impl Ctx {
     }
 }
 
-/// Why a command did not happen. Messages are safe to show to the client, except `Plc`,
-/// `Conflict` and `Internal`, which `api` logs and answers generically.
+/// Why a command did not happen. Messages are safe to show to the client, except `Conflict` and
+/// `Internal`, which `api` logs and answers generically.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     #[error("{0}")]
@@ -211,8 +218,15 @@ pub enum CommandError {
     /// A 400 with a lexicon error name of its own (`TokenRequired`, `InvalidEmail`, …).
     #[error("{message}")]
     Named { name: &'static str, message: String },
+    /// The PLC directory answered something unusable.
     #[error("PLC directory: {0}")]
     Plc(String),
+    /// The PLC directory could not be reached or did not answer in time; nothing was changed.
+    #[error("PLC directory {directory} is unreachable ({detail}); nothing was changed, try again later")]
+    PlcUnreachable { directory: String, detail: String, timeout: bool },
+    /// The PLC directory answered with a refusal; nothing was changed.
+    #[error("PLC directory {directory} refused the request (HTTP {status}): {message}")]
+    PlcRefused { directory: String, status: u16, message: String },
     #[error("concurrent change to {0}; try again")]
     Conflict(String),
     #[error("{0}")]
@@ -501,4 +515,11 @@ pub(crate) fn email_token_error(e: account::AccountError) -> CommandError {
         account::AccountError::ExpiredToken => CommandError::ExpiredToken("Token is expired".into()),
         e => account_error(e),
     }
+}
+
+/// A procedure's JSON input checked against its lexicon (the embedded catalog): anything else is
+/// `InvalidRequest` naming where (`Input/preferences/1 …`).
+pub fn validate_input(nsid: &str, body: &serde_json::Value) -> Result<(), CommandError> {
+    let data = domain::json::json_to_ipld(body).map_err(|e| CommandError::InvalidRequest(format!("Input: {e}")))?;
+    lexicon_docs::catalog().validate_input(nsid, &data).map_err(|e| CommandError::InvalidRequest(e.to_string()))
 }

@@ -1,6 +1,6 @@
 //! Resolving a DID document for identity checks that need the DID's *current* state (the signing
-//! key of a bring-your-own DID's service-auth token): did:plc from `PDS_DID_PLC_URL`
-//! (`GET {plc}/{did}`), did:web from `https://{host}/.well-known/did.json` (`http` for
+//! key of a bring-your-own DID's service-auth token): did:plc from the PLC directory
+//! (`plc_client::document`), did:web from `https://{host}/.well-known/did.json` (`http` for
 //! `localhost`, the only host that may carry a port). No cache: each call asks again.
 //!
 //! Never decides what the document means (`domain::did_doc` reads it).
@@ -13,7 +13,7 @@ use crate::{plc_client, CommandError, Ctx};
 pub async fn resolve_did_document(ctx: &Ctx, did: &str) -> Result<Option<serde_json::Value>, CommandError> {
     let parsed = Did::parse(did).map_err(|_| CommandError::InvalidRequest(format!("invalid DID: {did}")))?;
     let url = match parsed.method() {
-        "plc" => format!("{}/{did}", ctx.plc_url),
+        "plc" => return plc_client::document(ctx, did).await,
         "web" => {
             let host = did.strip_prefix("did:web:").unwrap_or_default().replace("%3A", ":");
             if host.contains(':') && !host.starts_with("localhost:") {

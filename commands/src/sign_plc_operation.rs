@@ -36,7 +36,7 @@ pub async fn sign_plc_operation(
         account::decide_use_plc_operation_token(state, &hash, now).map_err(email_token_error)
     })
     .await?;
-    let last = plc_client::last_operation(&ctx.plc_url, did).await?;
+    let last = plc_client::last_operation(ctx, did).await?;
     let current = last.op.data().ok_or_else(|| CommandError::InvalidRequest(format!("{did} is tombstoned")))?;
     let data = DocumentData {
         rotation_keys: fields.rotation_keys.unwrap_or(current.rotation_keys),

@@ -34,6 +34,6 @@ pub async fn submit_plc_operation(ctx: &Ctx, did: &str, operation: &serde_json::
     if !data.also_known_as.contains(&format!("at://{}", acc.handle.as_str())) {
         return Err(bad("Incorrect handle in alsoKnownAs"));
     }
-    plc_client::submit_operation(&ctx.plc_url, did, operation).await?;
+    plc_client::submit_operation(ctx, did, operation).await?;
     decide_on_account(ctx, did, "", |state, now| account::decide_identity_changed(state, None, now).map_err(account_error)).await
 }

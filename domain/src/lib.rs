@@ -21,6 +21,7 @@ pub mod mst;
 pub mod oauth;
 pub mod password;
 pub mod plc;
+pub mod plc_directory;
 pub mod repo;
 pub mod reserved_key;
 pub mod service_jwt;

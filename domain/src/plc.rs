@@ -453,11 +453,17 @@ impl SignedOp {
         if !genesis {
             return Err(PlcError::NotGenesis);
         }
+        Did::parse(&self.hash_did()?)
+            .map_err(|e| PlcError::Malformed(format!("derived DID: {e}")))
+    }
+
+    /// `did:plc:` + 24 chars of base32(sha256(signed op)), whatever the op's kind: what a
+    /// directory compares with the DID a first operation is submitted for.
+    pub fn hash_did(&self) -> Result<String, PlcError> {
         let hash = Sha256::digest(self.to_cbor()?);
         let mut id = base32_lower(&hash);
         id.truncate(DID_PLC_ID_LEN);
-        Did::parse(&format!("{DID_PLC_PREFIX}{id}"))
-            .map_err(|e| PlcError::Malformed(format!("derived DID: {e}")))
+        Ok(format!("{DID_PLC_PREFIX}{id}"))
     }
 
     /// The JSON object to POST to `{PLC_URL}/{did}`.

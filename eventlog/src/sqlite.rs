@@ -86,6 +86,20 @@ fn migrator() -> Migrator {
             MigrationType::Simple,
             Cow::Borrowed(include_str!("../../migrations/sqlite/0010_repo_block_revs.sql")),
             false,
+        ),
+        Migration::new(
+            11,
+            Cow::Borrowed("plc directory"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/sqlite/0011_plc_directory.sql")),
+            false,
+        ),
+        Migration::new(
+            14,
+            Cow::Borrowed("bsky app: account preferences, records by rev"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/sqlite/0014_bsky_app.sql")),
+            false,
         )]),
         ..Migrator::DEFAULT
     }

@@ -249,7 +249,8 @@ async fn apply_one(tx: &mut Tx<'_>, did: &str, event: &AccountEvent) -> Result<(
         AccountEvent::Deleted { .. } | AccountEvent::Status { status: Some(AccountStatus::Deleted), .. } => {
             delete_account(tx, did).await?;
         }
-        AccountEvent::Identity { .. } | AccountEvent::Status { .. } => {}
+        // `preferences.rs` projects preferences.
+        AccountEvent::PreferencesPut { .. } | AccountEvent::Identity { .. } | AccountEvent::Status { .. } => {}
     }
     Ok(())
 }

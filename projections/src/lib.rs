@@ -12,7 +12,9 @@ pub mod checkpoints;
 pub mod event_stats;
 pub mod invites;
 pub mod oauth;
+pub mod plc_operations;
 mod projector;
+pub mod preferences;
 pub mod records;
 pub mod replay;
 pub mod repo_blocks;
@@ -34,6 +36,8 @@ pub fn all() -> Vec<Projector> {
         records::PROJECTOR,
         blobs::PROJECTOR,
         oauth::PROJECTOR,
+        plc_operations::PROJECTOR,
+        preferences::PROJECTOR,
         event_stats::PROJECTOR,
     ]
 }

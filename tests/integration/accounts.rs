@@ -291,7 +291,8 @@ async fn accounts_postgres() {
     db.drop_now().await;
 }
 
-/// A directory that does not answer: createAccount fails and nothing reaches the log.
+/// A directory that does not answer: createAccount fails with 502 `UpstreamFailure` naming the
+/// directory (not a 500), and nothing reaches the log.
 #[tokio::test]
 async fn plc_failure_appends_nothing() {
     let dead = format!("http://127.0.0.1:{}", crate::harness::free_port());
@@ -302,7 +303,9 @@ async fn plc_failure_appends_nothing() {
     ])
     .await;
     let r = post(&server, "com.atproto.server.createAccount", None, create_body("carol.test", "carol@example.com")).await;
-    assert_error(&r, 500, "InternalServerError");
+    assert_error(&r, 502, "UpstreamFailure");
+    let message = r.1["message"].as_str().unwrap();
+    assert!(message.contains(&dead) && message.contains("unreachable"), "{message}");
     let events: Value = reqwest::Client::new()
         .get(server.xrpc("org.eventpds.admin.listEvents"))
         .basic_auth("admin", Some(ADMIN))

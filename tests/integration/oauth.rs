@@ -30,7 +30,7 @@ fn loopback_client(scope: &str) -> String {
     format!("http://localhost?redirect_uri={}&scope={}", enc(REDIRECT), enc(scope))
 }
 
-fn url_encode(s: &str) -> String {
+pub(crate) fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
@@ -48,7 +48,7 @@ fn now() -> i64 {
 }
 
 /// A DPoP key and its proofs.
-struct Dpop {
+pub(crate) struct Dpop {
     key: SigningKey,
     jkt: String,
 }
@@ -67,7 +67,7 @@ impl Dpop {
         jws::sign_es256(&self.key, &header, &payload)
     }
 
-    fn proof(&self, htm: &str, htu: &str, nonce: Option<&str>, token: Option<&str>) -> String {
+    pub(crate) fn proof(&self, htm: &str, htu: &str, nonce: Option<&str>, token: Option<&str>) -> String {
         self.proof_with(|p| {
             p["htm"] = json!(htm);
             p["htu"] = json!(htu);
@@ -127,16 +127,16 @@ async fn send(req: reqwest::RequestBuilder) -> Resp {
 }
 
 /// One server under test: where requests go, and the public origin proofs must name.
-struct Pds {
-    server: Server,
-    public: String,
+pub(crate) struct Pds {
+    pub(crate) server: Server,
+    pub(crate) public: String,
 }
 
 impl Pds {
     fn at(&self, path: &str) -> String {
         format!("{}{path}", self.server.url)
     }
-    fn htu(&self, path: &str) -> String {
+    pub(crate) fn htu(&self, path: &str) -> String {
         format!("{}{path}", self.public)
     }
 
@@ -177,7 +177,7 @@ impl Pds {
     }
 }
 
-async fn create_account(p: &Pds, handle: &str) -> String {
+pub(crate) async fn create_account(p: &Pds, handle: &str) -> String {
     let r = send(http().post(p.at("/xrpc/com.atproto.server.createAccount")).json(
         &json!({"handle": handle, "email": format!("{handle}@example.com"), "password": PASSWORD}),
     ))
@@ -209,10 +209,10 @@ fn encode(params: &[(String, String)]) -> String {
     form(&params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>())
 }
 
-struct Tokens {
-    key: Dpop,
-    nonce: String,
-    access: String,
+pub(crate) struct Tokens {
+    pub(crate) key: Dpop,
+    pub(crate) nonce: String,
+    pub(crate) access: String,
     refresh: String,
     client_id: String,
 }
@@ -293,7 +293,7 @@ async fn token_request(p: &Pds, key: &Dpop, nonce: &mut Option<String>, pairs: &
     p.post_dpop("/oauth/token", key, nonce, form(pairs)).await
 }
 
-async fn login(p: &Pds, handle: &str, scope: &str) -> Tokens {
+pub(crate) async fn login(p: &Pds, handle: &str, scope: &str) -> Tokens {
     let key = Dpop::new();
     let mut nonce = None;
     let (client_id, code) = authorize(p, handle, scope, &key, &mut nonce).await;

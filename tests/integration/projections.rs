@@ -88,7 +88,7 @@ async fn cli_replay_verify_and_tail(url: &str) {
     let out = pds_env(&["replay"], &env);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("replay: done: rebuilt stream_index, accounts, invites, repo_blocks, records, blobs, oauth, event_stats from 21 events"), "{stderr}");
+    assert!(stderr.contains("replay: done: rebuilt stream_index, accounts, invites, repo_blocks, records, blobs, oauth, plc_operations, preferences, event_stats from 21 events"), "{stderr}");
     let out = pds_env(&["verify"], &env);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
 

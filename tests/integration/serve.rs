@@ -67,7 +67,8 @@ async fn secrets_are_generated_once_with_private_permissions() {
 async fn unknown_and_malformed_xrpc_methods_get_xrpc_errors() {
     let server = Server::start(&[]).await;
     let cases = [
-        ("com.example.doesNotExist", 501, "MethodNotImplemented"),
+        // Not served here and no service configured for it: the proxy's (the reference's) error.
+        ("com.example.doesNotExist", 400, "InvalidRequest"),
         ("not-an-nsid", 400, "InvalidRequest"),
     ];
     for (nsid, status, error) in cases {
@@ -102,6 +103,9 @@ async fn invalid_settings_fail_with_a_clear_message() {
         ("PDS_MAX_SUBSCRIPTION_BUFFER", "-1"),
         ("PDS_REPO_BACKFILL_LIMIT_MS", "a day"),
         ("PDS_SERVICE_DID", "not a did"),
+        ("PDS_MOD_SERVICE_URL", "not a url"),
+        ("PDS_PROXY_HEADERS_TIMEOUT", "soon"),
+        ("PDS_DISABLE_SSRF_PROTECTION", "perhaps"),
     ];
     for (name, value) in cases {
         let tmp = tempfile::tempdir().unwrap();

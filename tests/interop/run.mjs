@@ -1,13 +1,14 @@
 // The conformance suite: every third-party judge against one running server, one count line.
 // Judges (each a subprocess printing a JSON summary of named steps, exiting non-zero at the first
-// failing step): @atproto/api AtpAgent (node/agent.mjs), @atproto/repo verifyRepoCar/verifyRecords
+// failing step): @atproto/api AtpAgent (node/agent.mjs), the Bluesky app's calls through it
+// (node/bsky.mjs; read-after-write when APPVIEW_URL names the canned AppView), @atproto/repo verifyRepoCar/verifyRecords
 // (node/sync.mjs), @atproto/identity through the PLC directory (node/identity.mjs), @atproto/sync
 // Firehose with proofs on (node/firehose.mjs), @atproto/oauth-client-node through a whole OAuth
 // session with DPoP (node/oauth.mjs, on the server's public `localhost` origin), the Python atproto SDK incl.
 // FirehoseSubscribeReposClient (python/login.py, on an account this runner creates).
 // Every step a judge passed counts as passed; a judge that fails counts one failure, named
 // `<judge>: step <step>: <message>`. Output ends with `N passed, N failed`; exit 1 if N failed > 0.
-// Env: PDS_URL, PLC_URL, [PDS_ADMIN_PASSWORD], [PDS_JWT_SECRET], [PDS_HANDLE_DOMAIN=.test],
+// Env: PDS_URL, PLC_URL, [PDS_ADMIN_PASSWORD], [PDS_JWT_SECRET], [PDS_HANDLE_DOMAIN=.test], [APPVIEW_URL],
 //      [INTEROP_ONLY=name,name] (run only these judges).
 // Usage: tests/interop/run   (the wrapper runs this on the Node 22 installed by scripts/interop-install)
 import { spawn } from 'node:child_process'
@@ -69,6 +70,9 @@ async function pythonAccount() {
 
 const judges = [
   { name: 'agent.mjs', cmd: () => [node, ['agent.mjs'], {}, join(here, 'node')] },
+  // The Bluesky app's client: preferences, profile, and (with APPVIEW_URL, the canned AppView the
+  // server is configured with) read-after-write through getTimeline / getProfile.
+  { name: 'bsky.mjs', cmd: () => [node, ['bsky.mjs'], {}, join(here, 'node')] },
   { name: 'sync.mjs', cmd: () => [node, ['sync.mjs'], {}, join(here, 'node')] },
   { name: 'identity.mjs', cmd: () => [node, ['identity.mjs'], {}, join(here, 'node')] },
   { name: 'firehose.mjs', cmd: () => [node, ['firehose.mjs'], {}, join(here, 'node')] },

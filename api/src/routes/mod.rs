@@ -14,8 +14,10 @@ use axum::Router;
 use crate::server::AppState;
 use crate::xrpc::{Auth::*, BodyLimit, Method, Permission::*};
 
+pub mod app_bsky;
 pub mod com_atproto;
 pub mod oauth;
+pub mod plc_directory;
 pub mod org_eventpds;
 pub mod root;
 pub mod well_known;
@@ -100,6 +102,19 @@ pub fn methods(firehose: sync::subscribe_repos::Settings) -> Vec<Method> {
         m!("com.atproto.admin.updateAccountPassword", Admin, Rpc, JSON, admin::update_account_password),
         m!("com.atproto.admin.updateAccountHandle", Admin, Rpc, JSON, admin::update_account_handle),
         m!("com.atproto.admin.deleteAccount", Admin, Rpc, JSON, admin::delete_account),
+        // app.bsky: what a PDS answers itself for the Bluesky app (the rest is proxied). Each
+        // checks OAuth `rpc:` against its real audience (`Proxied`).
+        m!("app.bsky.actor.getPreferences", Access, Proxied, JSON, app_bsky::actor::get_preferences),
+        m!("app.bsky.actor.putPreferences", AccessStandard, Proxied, JSON, app_bsky::actor::put_preferences),
+        m!("app.bsky.actor.getProfile", AccessStandard, Proxied, JSON, app_bsky::actor::get_profile),
+        m!("app.bsky.actor.getProfiles", AccessStandard, Proxied, JSON, app_bsky::actor::get_profiles),
+        m!("app.bsky.feed.getTimeline", AccessStandard, Proxied, JSON, app_bsky::feed::get_timeline),
+        m!("app.bsky.feed.getAuthorFeed", AccessStandard, Proxied, JSON, app_bsky::feed::get_author_feed),
+        m!("app.bsky.feed.getActorLikes", AccessStandard, Proxied, JSON, app_bsky::feed::get_actor_likes),
+        m!("app.bsky.feed.getPostThread", AccessStandard, Proxied, JSON, app_bsky::feed::get_post_thread),
+        m!("app.bsky.feed.getFeed", AccessStandard, Proxied, JSON, app_bsky::feed::get_feed),
+        m!("app.bsky.notification.registerPush", Access, Proxied, JSON, app_bsky::notification::register_push),
+        m!("app.bsky.notification.unregisterPush", AccessStandard, Proxied, JSON, app_bsky::notification::unregister_push),
         // org.eventpds.admin (this server's own operator API)
         m!("org.eventpds.admin.listEvents", Admin, Rpc, JSON, org_eventpds::admin::list_events),
         m!("org.eventpds.admin.getEventStats", Admin, Rpc, JSON, org_eventpds::admin::get_event_stats),

@@ -16,6 +16,7 @@ pub fn ctx(state: &AppState) -> Result<Ctx, XrpcError> {
             handle_domains: &c.service_handle_domains,
             invite_required: c.invite_required,
             plc_url: &c.did_plc_url,
+            plc_embedded: c.embedded_plc,
             plc_rotation_key_hex: &c.secrets.plc_rotation_key_hex,
             key_encryption_key_hex: &c.secrets.key_encryption_key_hex,
         },

@@ -103,6 +103,15 @@ pub fn command_error(e: CommandError) -> XrpcError {
         CommandError::PayloadTooLarge(m) => XrpcError::new(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge", m),
         CommandError::InvalidMimeType(m) => bad("InvalidMimeType", m),
         CommandError::InvalidBlob(m) => bad("InvalidBlob", m),
-        e @ (CommandError::Plc(_) | CommandError::Conflict(_) | CommandError::Internal(_)) => XrpcError::internal(&e),
+        // The PLC directory failed us: named, and not a 500 (nothing was changed).
+        e @ CommandError::PlcUnreachable { timeout: true, .. } => {
+            tracing::warn!(cause = %e, "PLC directory");
+            XrpcError::new(StatusCode::GATEWAY_TIMEOUT, "UpstreamTimeout", e.to_string())
+        }
+        e @ (CommandError::PlcUnreachable { .. } | CommandError::PlcRefused { .. } | CommandError::Plc(_)) => {
+            tracing::warn!(cause = %e, "PLC directory");
+            XrpcError::new(StatusCode::BAD_GATEWAY, "UpstreamFailure", e.to_string())
+        }
+        e @ (CommandError::Conflict(_) | CommandError::Internal(_)) => XrpcError::internal(&e),
     }
 }

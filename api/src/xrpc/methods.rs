@@ -106,7 +106,7 @@ pub fn http_method(nsid: &str) -> Option<HttpMethod> {
 }
 
 /// Mounts the table: each row at `/xrpc/<nsid>` behind [`guard`] and its body limit; every other
-/// `/xrpc/{nsid}` to `fallback`, behind the OAuth check with [`Permission::Rpc`].
+/// `/xrpc/{nsid}` to `fallback`, behind the OAuth check with [`Permission::Proxied`].
 pub fn router<H, T>(state: &AppState, methods: Vec<Method>, fallback: H) -> Router<AppState>
 where
     H: Handler<T, AppState>,
@@ -175,14 +175,14 @@ async fn authorize(state: &AppState, auth: Auth, req: Request) -> Result<Request
     }
 }
 
-/// Methods this server does not serve: a DPoP caller is verified (scope `rpc:<nsid>?aud=…`)
-/// before the fallback sees the request.
+/// Methods this server does not serve: a DPoP caller is verified before the fallback (the proxy)
+/// sees the request, which then checks the `rpc:<nsid>?aud=…` scope against its target.
 async fn oauth_for_fallback(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let nsid = req.uri().path().trim_start_matches("/xrpc/").to_owned();
     if !domain::syntax::is_valid_nsid(&nsid) {
         return next.run(req).await;
     }
-    match oauth::authenticate(&state, &nsid, &Permission::Rpc, req).await {
+    match oauth::authenticate(&state, &nsid, &Permission::Proxied, req).await {
         Ok((req, after)) => after.finish(next.run(req).await).await,
         Err(resp) => resp,
     }

@@ -215,6 +215,13 @@ pub enum AccountEvent {
     Deleted {
         at: i64,
     },
+    /// `app.bsky.actor.putPreferences`: the complete new content of `namespace` (`app.bsky`),
+    /// each preference as its JSON object text (`$type` included), in order. Never public.
+    PreferencesPut {
+        namespace: String,
+        prefs: Vec<String>,
+        at: i64,
+    },
     /// Public `#identity` frame body (without `seq`, `time`).
     Identity {
         did: Did,
@@ -265,11 +272,12 @@ const ACTIVATED: &str = "account.activated";
 const DEACTIVATED: &str = "account.deactivated";
 const TAKEDOWN_UPDATED: &str = "account.takedown_updated";
 const DELETED: &str = "account.deleted";
+const PREFERENCES_PUT: &str = "account.preferences_put";
 const IDENTITY: &str = "account.identity";
 const STATUS: &str = "account.status";
 
 /// Every event type name, in declaration order.
-pub const EVENT_TYPES: [&str; 20] = [
+pub const EVENT_TYPES: [&str; 21] = [
     CREATED,
     HANDLE_UPDATED,
     EMAIL_UPDATED,
@@ -290,7 +298,12 @@ pub const EVENT_TYPES: [&str; 20] = [
     DELETED,
     IDENTITY,
     STATUS,
+    PREFERENCES_PUT,
 ];
+
+/// The event types that change an account's preferences, or end the account (the preferences
+/// projector's `handles`).
+pub const PREFERENCE_EVENT_TYPES: [&str; 4] = [CREATED, DELETED, STATUS, PREFERENCES_PUT];
 
 impl AccountEvent {
     /// The stable name stored in the log's `event_type`.
@@ -314,6 +327,7 @@ impl AccountEvent {
             AccountEvent::Deactivated { .. } => DEACTIVATED,
             AccountEvent::TakedownUpdated { .. } => TAKEDOWN_UPDATED,
             AccountEvent::Deleted { .. } => DELETED,
+            AccountEvent::PreferencesPut { .. } => PREFERENCES_PUT,
             AccountEvent::Identity { .. } => IDENTITY,
             AccountEvent::Status { .. } => STATUS,
         }
@@ -453,6 +467,11 @@ impl AccountEvent {
                     .opt_str("ref", reference.as_deref())
                     .int("at", *at);
             }
+            AccountEvent::PreferencesPut { namespace, prefs, at } => {
+                m.str("ns", namespace)
+                    .put("prefs", Ipld::List(prefs.iter().cloned().map(Ipld::String).collect()))
+                    .int("at", *at);
+            }
             AccountEvent::Identity { did, handle } => {
                 m.str("did", did.as_str())
                     .opt_str("handle", handle.as_ref().map(Handle::as_str));
@@ -578,6 +597,11 @@ impl AccountEvent {
                 at: f.int("at")?,
             },
             DELETED => AccountEvent::Deleted { at: f.int("at")? },
+            PREFERENCES_PUT => AccountEvent::PreferencesPut {
+                namespace: f.str("ns")?,
+                prefs: f.strings("prefs")?,
+                at: f.int("at")?,
+            },
             IDENTITY => AccountEvent::Identity {
                 did: f.did("did")?,
                 handle: f.opt_handle("handle")?,
@@ -683,6 +707,18 @@ impl Fields {
                 .map(Some)
                 .map_err(|_| EventDecodeError::Invalid(k)),
             Some(_) => Err(EventDecodeError::Invalid(k)),
+        }
+    }
+    fn strings(&mut self, k: &'static str) -> Result<Vec<String>, EventDecodeError> {
+        match self.req(k)? {
+            Ipld::List(items) => items
+                .into_iter()
+                .map(|i| match i {
+                    Ipld::String(s) => Ok(s),
+                    _ => Err(EventDecodeError::Invalid(k)),
+                })
+                .collect(),
+            _ => Err(EventDecodeError::Invalid(k)),
         }
     }
     fn bool(&mut self, k: &'static str) -> Result<bool, EventDecodeError> {

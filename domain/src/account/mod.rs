@@ -5,6 +5,7 @@
 //!   are public (`#identity`, `#account`).
 //! - `state` — [`AccountState`] and [`evolve`].
 //! - `decide` — one `decide_*` per command, and [`AccountError`] with its XRPC mapping.
+//! - `preferences` — `app.bsky` preferences: the put rules and the read view.
 //! - `rotation` — [`successor_jti`], the derived refresh-token successor.
 //!
 //! Commands load the state (fold the stream, or read it from the accounts/sessions projection),
@@ -18,6 +19,7 @@
 
 mod decide;
 mod events;
+pub mod preferences;
 mod rotation;
 mod state;
 
@@ -37,6 +39,7 @@ pub use decide::{
 };
 pub use events::{
     AccountCreated, AccountEvent, AccountStatus, EmailTokenPurpose, EventDecodeError, EVENT_TYPES, EVENT_VERSION,
+    PREFERENCE_EVENT_TYPES,
 };
 pub use rotation::successor_jti;
 pub use state::{

@@ -332,8 +332,11 @@ pub fn evolve(state: AccountState, event: &AccountEvent) -> AccountState {
                 a.takedown = None;
             }
         }
+        // Preferences are not part of the state commands decide on (`preferences.rs` and the
+        // preferences projection keep them).
         AccountEvent::Created(_)
         | AccountEvent::Deleted { .. }
+        | AccountEvent::PreferencesPut { .. }
         | AccountEvent::Identity { .. }
         | AccountEvent::Status { .. } => {}
     }

@@ -970,6 +970,12 @@ fn every_event() -> Vec<AccountEvent> {
             at: T0,
         },
         AccountEvent::EmailAuthFactorUpdated { enabled: true, at: T0 },
+        AccountEvent::PreferencesPut {
+            namespace: "app.bsky".into(),
+            prefs: vec![r#"{"$type":"app.bsky.actor.defs#adultContentPref","enabled":true}"#.into()],
+            at: T0,
+        },
+        AccountEvent::PreferencesPut { namespace: "app.bsky".into(), prefs: vec![], at: T0 },
         AccountEvent::Deleted { at: T0 },
         identity("alice.test"),
         AccountEvent::Identity {

@@ -1,0 +1,16 @@
+-- The embedded PLC directory (projections/src/plc_operations.rs, inline): every did:plc
+-- operation it accepted (stream plc/<did>, event plc.operation), in acceptance order per DID.
+-- A pure function of the log.
+CREATE TABLE plc_operations (
+    did        TEXT    NOT NULL,
+    -- the event's stream version: acceptance order within the DID
+    seq        INTEGER NOT NULL,
+    cid        TEXT    NOT NULL,
+    -- DAG-CBOR of the signed operation, exactly as accepted
+    operation  BLOB    NOT NULL,
+    -- 1 once a later recovery operation overrode it (kept for /log/audit)
+    nullified  INTEGER NOT NULL,
+    -- unix microseconds of acceptance
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (did, seq)
+);
