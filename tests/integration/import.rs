@@ -39,18 +39,18 @@ const CREATE_ACCOUNT: &str = "com.atproto.server.createAccount";
 const IMPORT: &str = "com.atproto.repo.importRepo";
 const LIMIT: usize = 4_000_000;
 
+/// POSTs a CAR over a raw connection, reading the answer while the body is still being written:
+/// the server may refuse (and close) before it has read the whole body, which an HTTP client
+/// that writes first would see as a broken pipe.
 async fn import(s: &Server, token: &str, body: Vec<u8>) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(s.xrpc(IMPORT))
-        .bearer_auth(token)
-        .header("content-type", "application/vnd.ipld.car")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    let head = format!(
+        "POST /xrpc/{IMPORT} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/vnd.ipld.car\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let reply = raw(s, head, &body, false).await;
+    let status = reply.get(9..12).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("no HTTP answer: {reply:?}"));
+    let text = reply.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    (status, serde_json::from_str(text).unwrap_or(Value::String(text.to_owned())))
 }
 
 fn types(events: &[Value]) -> Vec<String> {
