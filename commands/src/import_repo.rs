@@ -238,6 +238,7 @@ where
     }
     decoder.finish().map_err(|e| invalid(format!("invalid CAR: {e}")))?;
     stage.flush().await?;
+    tracing::info!(%did, bytes = total, "import: staged");
     let roots = roots.unwrap_or_default();
     let [root] = roots.as_slice() else {
         return Err(import_error(ImportError::RootCount(roots.len())));
@@ -301,6 +302,7 @@ where
         }
     }
 
+    tracing::info!(%did, records = records_total, parts = stage.parts, "import: checked");
     // 3. Append, under the repo's write lock.
     let lock = crate::apply_writes::repo_lock(did);
     let mut repo_cache = lock.lock().await;

@@ -337,6 +337,9 @@ pub struct EventLog {
 
 const JOB_QUEUE: usize = 4096;
 
+/// Payload bytes after which `read_all` ends a page (the event that crosses it is the last).
+pub const PAGE_BYTES: i64 = 4 << 20;
+
 impl EventLog {
     /// Opens `sqlite:<path>` (also `sqlite://<path>`) or `postgres://...` / `postgresql://...`.
     pub async fn open(url: &str) -> Result<Self, LogError> {
@@ -489,7 +492,9 @@ impl EventLog {
         }
     }
 
-    /// Events with `position > after`, in position order, at most `limit`.
+    /// Events with `position > after`, in position order, at most `limit` and about
+    /// [`PAGE_BYTES`] of payload (always at least one event): a page of big events (an import's
+    /// chunks) never costs a reader more than a few MB.
     pub async fn read_all(&self, after: i64, limit: u32) -> Result<Vec<Envelope>, LogError> {
         match &self.inner.reader {
             Reader::Sqlite(p) => sqlite::read_all(p, after, limit).await,

@@ -283,14 +283,22 @@ pub(crate) async fn read_all_conn(
     after: i64,
     limit: u32,
 ) -> Result<Vec<Envelope>, LogError> {
-    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?");
-    let rows = sqlx::query(&sql).bind(after).bind(i64::from(limit)).fetch_all(conn).await?;
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM (SELECT {EVENT_COLUMNS}, SUM(LENGTH(payload)) OVER (ORDER BY position) AS acc, \
+         LENGTH(payload) AS len FROM events WHERE position > ? ORDER BY position LIMIT ?) AS page \
+         WHERE acc - len < ? ORDER BY position"
+    );
+    let rows = sqlx::query(&sql).bind(after).bind(i64::from(limit)).bind(crate::PAGE_BYTES).fetch_all(conn).await?;
     Ok(rows.iter().map(|r| envelope_from_row!(r)).collect::<Result<_, _>>()?)
 }
 
 pub(crate) async fn read_all(pool: &SqlitePool, after: i64, limit: u32) -> Result<Vec<Envelope>, LogError> {
-    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?");
-    let rows = sqlx::query(&sql).bind(after).bind(i64::from(limit)).fetch_all(pool).await?;
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM (SELECT {EVENT_COLUMNS}, SUM(LENGTH(payload)) OVER (ORDER BY position) AS acc, \
+         LENGTH(payload) AS len FROM events WHERE position > ? ORDER BY position LIMIT ?) AS page \
+         WHERE acc - len < ? ORDER BY position"
+    );
+    let rows = sqlx::query(&sql).bind(after).bind(i64::from(limit)).bind(crate::PAGE_BYTES).fetch_all(pool).await?;
     Ok(rows.iter().map(|r| envelope_from_row!(r)).collect::<Result<_, _>>()?)
 }
 
