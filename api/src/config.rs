@@ -41,6 +41,10 @@ pub struct Config {
     pub service_handle_domains: Vec<String>,
     pub invite_required: bool,
     pub blob_upload_limit: u64,
+    /// `PDS_MAX_REPO_IMPORT_SIZE` (default: the blob upload limit, as the reference).
+    pub max_repo_import_size: u64,
+    /// `PDS_ACCEPTING_REPO_IMPORTS` (default true).
+    pub accepting_repo_imports: bool,
     pub privacy_policy_url: Option<String>,
     pub terms_of_service_url: Option<String>,
     pub contact_email_address: Option<String>,
@@ -399,6 +403,14 @@ impl Config {
             Some(v) => parse_num("PDS_BLOB_UPLOAD_LIMIT", &v)?,
             None => DEFAULT_BLOB_UPLOAD_LIMIT,
         };
+        let max_repo_import_size = match env.get("PDS_MAX_REPO_IMPORT_SIZE") {
+            Some(v) => parse_num("PDS_MAX_REPO_IMPORT_SIZE", &v)?,
+            None => blob_upload_limit,
+        };
+        let accepting_repo_imports = match env.get("PDS_ACCEPTING_REPO_IMPORTS") {
+            Some(v) => parse_bool("PDS_ACCEPTING_REPO_IMPORTS", &v)?,
+            None => true,
+        };
         let max_subscription_buffer = match env.get("PDS_MAX_SUBSCRIPTION_BUFFER") {
             Some(v) => parse_num::<usize>("PDS_MAX_SUBSCRIPTION_BUFFER", &v)?.max(1),
             None => 500,
@@ -456,6 +468,8 @@ impl Config {
             service_handle_domains,
             invite_required,
             blob_upload_limit,
+            max_repo_import_size,
+            accepting_repo_imports,
             privacy_policy_url: env.get("PDS_PRIVACY_POLICY_URL"),
             terms_of_service_url: env.get("PDS_TERMS_OF_SERVICE_URL"),
             contact_email_address: env.get("PDS_CONTACT_EMAIL_ADDRESS"),

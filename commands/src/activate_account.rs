@@ -15,34 +15,34 @@ use crate::{account_append, account_error, load_account, now, CommandError, Ctx}
 
 const ATTEMPTS: usize = 3;
 
-/// The repo of `did`: its folded state, the signed block of its head commit, and the stream
-/// version.
+/// The repo of `did`: its head (from the stream's LAST event, which always carries the whole
+/// head and the signed commit block: O(1), however long the stream, e.g. after an import), the
+/// signed block of its head commit, and the stream version.
 pub(crate) async fn load_repo_head(
     log: &EventLog,
     did: &Did,
 ) -> Result<(RepoState, Option<Vec<u8>>, i64), CommandError> {
-    let envelopes = log.read_stream(&format!("repo/{}", did.as_str())).await?;
     let mut state = RepoState::new(did.clone());
-    let mut head_car = None;
-    let mut version = 0;
-    for e in &envelopes {
-        let event = RepoEvent::from_payload(&e.event_type, u32::try_from(e.event_version).unwrap_or(0), &e.payload)
-            .map_err(|err| CommandError::Internal(format!("{} v{}: {err}", e.stream, e.stream_version)))?;
-        head_car = Some(match &event {
-            RepoEvent::Committed(c) => c.blocks.clone(),
-            RepoEvent::Synced(s) => s.blocks.clone(),
-        });
-        state.apply(&event);
-        version = e.stream_version;
-    }
+    let Some(e) = log.read_stream_last(&format!("repo/{}", did.as_str())).await? else {
+        return Ok((state, None, 0));
+    };
+    let event = RepoEvent::from_payload(&e.event_type, u32::try_from(e.event_version).unwrap_or(0), &e.payload)
+        .map_err(|err| CommandError::Internal(format!("{} v{}: {err}", e.stream, e.stream_version)))?;
+    let head_car = match &event {
+        RepoEvent::Committed(c) => Some(&c.blocks),
+        RepoEvent::Synced(s) => Some(&s.blocks),
+        RepoEvent::Imported(i) => Some(&i.blocks),
+        RepoEvent::ImportStarted(_) | RepoEvent::ImportChunk(_) => None,
+    };
+    state.apply(&event);
     let commit_block = match (&state.root, head_car) {
         (Some(root), Some(bytes)) => {
-            let (_, blocks) = car::read_car(&bytes).map_err(|e| CommandError::Internal(format!("repo CAR: {e}")))?;
+            let (_, blocks) = car::read_car(bytes).map_err(|e| CommandError::Internal(format!("repo CAR: {e}")))?;
             blocks.into_iter().find(|(cid, _)| *cid == root.commit).map(|(_, b)| b)
         }
         _ => None,
     };
-    Ok((state, commit_block, version))
+    Ok((state, commit_block, e.stream_version))
 }
 
 pub async fn activate_account(ctx: &Ctx, did: &str) -> Result<(), CommandError> {

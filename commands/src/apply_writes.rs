@@ -57,7 +57,7 @@ fn catalog() -> &'static Catalog {
 }
 
 /// The per-repo write lock; it guards the node blocks this process keeps for the repo.
-fn repo_lock(did: &str) -> Arc<tokio::sync::Mutex<RepoBlocks>> {
+pub(crate) fn repo_lock(did: &str) -> Arc<tokio::sync::Mutex<RepoBlocks>> {
     type Locks = Mutex<HashMap<String, Arc<tokio::sync::Mutex<RepoBlocks>>>>;
     static LOCKS: OnceLock<Locks> = OnceLock::new();
     let map = LOCKS.get_or_init(|| Mutex::new(HashMap::new()));

@@ -19,8 +19,9 @@
 //! Bring-your-own DID (migration, `did` in the input): the request must carry a service-auth JWT
 //! from that DID (`iss` = the DID, `aud` = this service, `lxm` = createAccount), verified against
 //! the DID's current `#atproto` key as the PLC directory (or did:web host) serves it. The account
-//! starts deactivated, with a fresh signing key, no PLC operation, no repo and no firehose event
-//! (reference: migration imports the repo, updates the DID document, then activates).
+//! starts deactivated, with a fresh signing key, no PLC operation, an empty repo whose genesis
+//! commit is appended without a seq, and no firehose event (reference: `createRepo([])` without
+//! sequencing; migration imports the repo, updates the DID document, then activates).
 
 use domain::account::{self, AccountState, CreateAccount};
 use domain::crypto::{KeyType, Keypair};
@@ -176,6 +177,8 @@ pub async fn create_account(ctx: &Ctx, input: CreateAccountInput) -> Result<Sess
 
     let signing = Keypair::generate(KeyType::K256);
     if let Some((did, doc)) = byo {
+        // A key reserved for this DID (`reserveSigningKey`) signs its repo; else the fresh one.
+        let signing = crate::reserve_signing_key::reserved_for(ctx, did.as_str()).await?.unwrap_or(signing);
         return create_for_existing_did(ctx, did, doc, handle, email, password_hash, invite_code, signing).await;
     }
     // Identity: the account's repo signing key and the PLC genesis operation.
@@ -274,8 +277,30 @@ pub async fn create_account(ctx: &Ctx, input: CreateAccountInput) -> Result<Sess
     Ok(Session { account: account_view(ctx, created), access_jwt, refresh_jwt })
 }
 
-/// The bring-your-own-DID account: deactivated, no PLC operation, no repo, no public event; the
-/// first session; the DID's current document in the reply.
+/// The empty repo of a bring-your-own-DID account, as the reference creates it: a genesis commit
+/// signed with the new key, appended WITHOUT a seq (`repo.committed`, private: the account is
+/// deactivated, nothing is announced; `activateAccount` announces the head later). So
+/// `checkAccountStatus` has a `repoCommit` and `repoRev` before anything is imported.
+async fn empty_repo(did: &Did, signing: &Keypair, now_micros: i64, log: &eventlog::EventLog) -> Result<StreamAppend, CommandError> {
+    let mut clock = TidClock::with_random_clock_id();
+    let genesis = repo::decide_genesis(did.clone(), signing, &mut clock, u64::try_from(now_micros).unwrap_or(0))
+        .map_err(|e| CommandError::Internal(format!("repo genesis: {e}")))?;
+    let committed = genesis
+        .events
+        .iter()
+        .find(|e| matches!(e, RepoEvent::Committed(_)))
+        .ok_or_else(|| CommandError::Internal("repo genesis without a commit".into()))?;
+    let payload = committed.to_payload().map_err(|err| CommandError::Internal(format!("repo payload: {err}")))?;
+    let stream = format!("repo/{}", did.as_str());
+    let version = log.stream_version(&stream).await?;
+    let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
+    let version_no = i32::try_from(committed.event_version()).unwrap_or(i32::MAX);
+    Ok(StreamAppend::new(stream, expected, vec![NewEvent::new(committed.event_type(), version_no, payload)]))
+}
+
+/// The bring-your-own-DID account: deactivated, no PLC operation, an empty repo announced to no
+/// one (`empty_repo`), no public event; the first session; the DID's current document in the
+/// reply.
 #[allow(clippy::too_many_arguments)]
 async fn create_for_existing_did(
     ctx: &Ctx,
@@ -327,7 +352,7 @@ async fn create_for_existing_did(
             .map_err(account_error)?,
         );
         let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
-        let mut batch = vec![account_append(&did, expected, &events)];
+        let mut batch = vec![account_append(&did, expected, &events), empty_repo(&did, &signing, now_micros, log).await?];
         if let Some(code) = &invite_code {
             let (invite, v) = load_invite(log, code).await?;
             let used = domain::invite::decide_use(&invite, did.as_str(), now_micros).map_err(|_| unavailable_invite())?;

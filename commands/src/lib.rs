@@ -19,6 +19,7 @@ pub mod blob_refs;
 pub mod breaker;
 pub mod clean_temp_blobs;
 pub mod get_blob;
+pub mod import_repo;
 pub mod update_blob_takedown;
 pub mod upload_blob;
 pub mod create_account;
@@ -42,6 +43,7 @@ pub mod plc_client;
 pub mod plc_directory;
 pub mod put_preferences;
 pub mod refresh_session;
+pub mod reserve_signing_key;
 pub mod resolve_did;
 pub mod identity;
 pub mod external_handle;
@@ -221,6 +223,9 @@ pub enum CommandError {
     BlobNotFound(String),
     #[error("{0}")]
     BlobTooLarge(String),
+    /// A request body over its limit (413 `PayloadTooLarge`).
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error("{0}")]
     InvalidMimeType(String),
     #[error("{0}")]
@@ -291,6 +296,7 @@ pub(crate) fn append_error(e: AppendError, handle: &str, email: &str) -> Command
             }
         }
         AppendError::Log(e) => CommandError::Internal(e.to_string()),
+        AppendError::Aborted(m) => CommandError::Internal(m),
     }
 }
 

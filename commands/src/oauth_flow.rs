@@ -93,6 +93,7 @@ pub(crate) async fn append(ctx: &Ctx, request_id: &str, version: i64, events: &[
             }
         }
         Err(eventlog::AppendError::Log(e)) => Err(CommandError::Internal(e.to_string())),
+        Err(eventlog::AppendError::Aborted(m)) => Err(CommandError::Internal(m)),
     }
 }
 

@@ -296,6 +296,103 @@ fn parse_header(buf: &[u8]) -> Result<Vec<Cid>, CarError> {
         .collect()
 }
 
+/// What [`CarDecoder::next_item`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CarItem {
+    /// The header's roots (always first).
+    Header(Vec<Cid>),
+    /// One block, its hash checked when the options say so.
+    Block(Cid, Vec<u8>),
+}
+
+/// A push-based CAR reader for input that arrives in pieces (an HTTP body): [`CarDecoder::push`]
+/// the bytes as they come, take items with [`CarDecoder::next_item`] until it answers `None` (needs
+/// more input), and call [`CarDecoder::finish`] at the end of input (a partial section is
+/// `Truncated`). Same checks and limits as [`CarReader`]; a section's length is checked against
+/// the limit as soon as its varint is complete, so memory stays within one section plus one
+/// pushed piece whatever the input claims.
+#[derive(Debug)]
+pub struct CarDecoder {
+    buf: Vec<u8>,
+    start: usize,
+    header_done: bool,
+    opts: CarReadOptions,
+}
+
+impl CarDecoder {
+    pub fn new(opts: CarReadOptions) -> CarDecoder {
+        CarDecoder { buf: Vec::new(), start: 0, header_done: false, opts }
+    }
+
+    /// Appends input.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 && self.start >= self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next item, or `None` when the buffered input holds no complete section.
+    pub fn next_item(&mut self) -> Result<Option<CarItem>, CarError> {
+        let avail = self.buf.get(self.start..).unwrap_or_default();
+        let Some((len, used)) = varint_from_slice(avail)? else { return Ok(None) };
+        if len == 0 {
+            return Err(CarError::EmptySection);
+        }
+        let max = if self.header_done { self.opts.max_block_size } else { self.opts.max_header_size };
+        if len > max as u64 {
+            return Err(if self.header_done {
+                CarError::BlockTooLarge { len, max }
+            } else {
+                CarError::HeaderTooLarge { len, max }
+            });
+        }
+        let len = len as usize;
+        let Some(section) = avail.get(used..used + len) else { return Ok(None) };
+        let item = if self.header_done {
+            let mut rest: &[u8] = section;
+            let cid = cbor::read_cid(&mut rest).map_err(CarError::InvalidCid)?;
+            if self.opts.verify {
+                verify_block(&cid, rest)?;
+            }
+            CarItem::Block(cid, rest.to_vec())
+        } else {
+            self.header_done = true;
+            CarItem::Header(parse_header(section)?)
+        };
+        self.start += used + len;
+        Ok(Some(item))
+    }
+
+    /// End of input: an error if no header came or a section is incomplete.
+    pub fn finish(&self) -> Result<(), CarError> {
+        if !self.header_done {
+            return Err(if self.buf.len() == self.start { CarError::MissingHeader } else { CarError::Truncated });
+        }
+        if self.buf.len() > self.start {
+            return Err(CarError::Truncated);
+        }
+        Ok(())
+    }
+}
+
+/// A varint at the start of `buf`: `(value, bytes used)`, or `None` if `buf` ends inside it.
+fn varint_from_slice(buf: &[u8]) -> Result<Option<(u64, usize)>, CarError> {
+    let mut n: u64 = 0;
+    for i in 0..MAX_VARINT_BYTES {
+        let Some(&byte) = buf.get(i) else { return Ok(None) };
+        n |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            if byte == 0 && i > 0 {
+                return Err(CarError::BadVarint("not minimal"));
+            }
+            return Ok(Some((n, i + 1)));
+        }
+    }
+    Err(CarError::BadVarint("longer than 9 bytes"))
+}
+
 /// Reads an unsigned LEB128 varint (minimal, at most 9 bytes). `None` at a clean end of input
 /// (no byte read); `Truncated` if the input ends inside it.
 fn read_varint<R: Read>(r: &mut R) -> Result<Option<u64>, CarError> {
@@ -398,6 +495,30 @@ mod tests {
         let reader = CarReader::new(&f.car[..]).unwrap();
         assert_eq!(reader.roots(), &[f.root]);
         assert_eq!(reader.collect::<Result<Vec<_>, _>>().unwrap(), f.blocks);
+
+        // pushed in pieces of every size, the decoder gives the same items
+        for piece in [1usize, 2, 3, 7, 64, 1000] {
+            let mut d = CarDecoder::new(CarReadOptions::default());
+            let mut got = Vec::new();
+            let mut roots = None;
+            for p in f.car.chunks(piece) {
+                d.push(p);
+                while let Some(item) = d.next_item().unwrap() {
+                    match item {
+                        CarItem::Header(r) => roots = Some(r),
+                        CarItem::Block(c, b) => got.push((c, b)),
+                    }
+                }
+            }
+            d.finish().unwrap();
+            assert_eq!(roots, Some(vec![f.root]));
+            assert_eq!(got, f.blocks);
+            // a strict prefix that is not at a boundary is reported truncated at the end
+            let mut d = CarDecoder::new(CarReadOptions::default());
+            d.push(&f.car[..f.car.len() - 1]);
+            while d.next_item().unwrap().is_some() {}
+            assert!(matches!(d.finish(), Err(CarError::Truncated)));
+        }
 
         // Every truncation: an error, or (exactly at a section boundary) a shorter valid CAR.
         let mut boundaries = vec![encode_header(&[f.root]).len()];

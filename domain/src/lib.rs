@@ -25,6 +25,7 @@ pub mod password;
 pub mod plc;
 pub mod plc_directory;
 pub mod repo;
+pub mod reserved_key;
 pub mod service_jwt;
 pub mod session_jwt;
 pub mod syntax;

@@ -246,9 +246,20 @@ impl From<sqlx::Error> for LogError {
     }
 }
 
+/// A message of [`EventLog::append_parts`].
+pub enum Part {
+    /// The next events (expected versions checked against the transaction so far) and the inline
+    /// work to run on them.
+    Events(Vec<StreamAppend>, Option<Inline>),
+    /// Commit everything sent so far.
+    Commit,
+}
+
 /// Why an append did not commit. Nothing of a failed append is stored.
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
+    #[error("append aborted: {0}")]
+    Aborted(String),
     #[error("stream {stream}: expected version {expected}, actual version is {actual}")]
     Conflict {
         stream: String,
@@ -356,6 +367,9 @@ pub struct EventLog {
 
 const JOB_QUEUE: usize = 4096;
 
+/// Payload bytes after which `read_all` ends a page (the event that crosses it is the last).
+pub const PAGE_BYTES: i64 = 4 << 20;
+
 impl EventLog {
     /// Opens `sqlite:<path>` (also `sqlite://<path>`) or `postgres://...` / `postgresql://...`.
     pub async fn open(url: &str) -> Result<Self, LogError> {
@@ -449,6 +463,22 @@ impl EventLog {
         rx.await.map_err(|_| LogError::WriterStopped)?
     }
 
+    /// Appends a long run of events in ONE transaction without holding them all in memory: the
+    /// caller sends [`Part::Events`] one at a time (each numbered, written and inline-projected
+    /// before the next is received), then [`Part::Commit`]. All or nothing: a conflict, a failing
+    /// inline work, a channel closed before `Commit`, or a part not arriving within 30 s rolls
+    /// everything back. The writer is held (other appends of this process wait) until then, so
+    /// send parts that are already prepared. Returns the envelopes of the last part.
+    pub async fn append_parts(&self, parts: mpsc::Receiver<Part>) -> Result<Vec<Envelope>, AppendError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .jobs
+            .send(writer::Job::Parts { parts, reply })
+            .await
+            .map_err(|_| LogError::WriterStopped)?;
+        rx.await.map_err(|_| LogError::WriterStopped)?
+    }
+
     /// Runs `work` in a transaction of the writer connection, without appending: it commits if
     /// `work` returns `Ok`, and rolls back otherwise. Queued with appends (on SQLite the writer
     /// connection is the only one that may write), so keep it short: appends of this process wait
@@ -492,7 +522,9 @@ impl EventLog {
         }
     }
 
-    /// Events with `position > after`, in position order, at most `limit`.
+    /// Events with `position > after`, in position order, at most `limit` and about
+    /// [`PAGE_BYTES`] of payload (always at least one event): a page of big events (an import's
+    /// chunks) never costs a reader more than a few MB.
     pub async fn read_all(&self, after: i64, limit: u32) -> Result<Vec<Envelope>, LogError> {
         match &self.inner.reader {
             Reader::Sqlite(p) => sqlite::read_all(p, after, limit).await,

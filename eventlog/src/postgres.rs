@@ -154,6 +154,14 @@ pub(crate) async fn commit_group(
     )
 }
 
+/// One transaction fed part by part (`EventLog::append_parts`).
+pub(crate) async fn append_parts(
+    conn: &mut PgConnection,
+    parts: tokio::sync::mpsc::Receiver<crate::Part>,
+) -> Result<(Option<i64>, Vec<Envelope>), crate::AppendError> {
+    crate::writer::append_parts_body!(conn, parts, "BEGIN", "SELECT position, seq FROM log_head WHERE id = 1 FOR UPDATE", prefetch, flush, finish, Tx::Postgres)
+}
+
 /// Current versions of every stream the group names, in one query.
 async fn prefetch(
     conn: &mut PgConnection,
@@ -263,14 +271,22 @@ pub(crate) async fn read_all_conn(
     after: i64,
     limit: u32,
 ) -> Result<Vec<Envelope>, LogError> {
-    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2");
-    let rows = sqlx::query(&sql).bind(after).bind(i64::from(limit)).fetch_all(conn).await?;
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM (SELECT {EVENT_COLUMNS}, SUM(LENGTH(payload)) OVER (ORDER BY position) AS acc, \
+         LENGTH(payload) AS len FROM events WHERE position > $1 ORDER BY position LIMIT $2) AS page \
+         WHERE acc - len < $3 ORDER BY position"
+    );
+    let rows = sqlx::query(&sql).bind(after).bind(i64::from(limit)).bind(crate::PAGE_BYTES).fetch_all(conn).await?;
     Ok(rows.iter().map(|r| envelope_from_row!(r)).collect::<Result<_, _>>()?)
 }
 
 pub(crate) async fn read_all(pool: &PgPool, after: i64, limit: u32) -> Result<Vec<Envelope>, LogError> {
-    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2");
-    let rows = sqlx::query(&sql).bind(after).bind(i64::from(limit)).fetch_all(pool).await?;
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM (SELECT {EVENT_COLUMNS}, SUM(LENGTH(payload)) OVER (ORDER BY position) AS acc, \
+         LENGTH(payload) AS len FROM events WHERE position > $1 ORDER BY position LIMIT $2) AS page \
+         WHERE acc - len < $3 ORDER BY position"
+    );
+    let rows = sqlx::query(&sql).bind(after).bind(i64::from(limit)).bind(crate::PAGE_BYTES).fetch_all(pool).await?;
     Ok(rows.iter().map(|r| envelope_from_row!(r)).collect::<Result<_, _>>()?)
 }
 

@@ -163,6 +163,14 @@ pub(crate) async fn commit_group(
 }
 
 /// Current versions of every stream the group names (one query per 500 names).
+/// One transaction fed part by part (`EventLog::append_parts`).
+pub(crate) async fn append_parts(
+    conn: &mut SqliteConnection,
+    parts: tokio::sync::mpsc::Receiver<crate::Part>,
+) -> Result<(Option<i64>, Vec<Envelope>), crate::AppendError> {
+    crate::writer::append_parts_body!(conn, parts, "BEGIN IMMEDIATE", "SELECT position, seq FROM log_head WHERE id = 1", prefetch, flush, finish, Tx::Sqlite)
+}
+
 async fn prefetch(
     conn: &mut SqliteConnection,
     names: Vec<&str>,
@@ -289,14 +297,22 @@ pub(crate) async fn read_all_conn(
     after: i64,
     limit: u32,
 ) -> Result<Vec<Envelope>, LogError> {
-    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?");
-    let rows = sqlx::query(&sql).bind(after).bind(i64::from(limit)).fetch_all(conn).await?;
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM (SELECT {EVENT_COLUMNS}, SUM(LENGTH(payload)) OVER (ORDER BY position) AS acc, \
+         LENGTH(payload) AS len FROM events WHERE position > ? ORDER BY position LIMIT ?) AS page \
+         WHERE acc - len < ? ORDER BY position"
+    );
+    let rows = sqlx::query(&sql).bind(after).bind(i64::from(limit)).bind(crate::PAGE_BYTES).fetch_all(conn).await?;
     Ok(rows.iter().map(|r| envelope_from_row!(r)).collect::<Result<_, _>>()?)
 }
 
 pub(crate) async fn read_all(pool: &SqlitePool, after: i64, limit: u32) -> Result<Vec<Envelope>, LogError> {
-    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?");
-    let rows = sqlx::query(&sql).bind(after).bind(i64::from(limit)).fetch_all(pool).await?;
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM (SELECT {EVENT_COLUMNS}, SUM(LENGTH(payload)) OVER (ORDER BY position) AS acc, \
+         LENGTH(payload) AS len FROM events WHERE position > ? ORDER BY position LIMIT ?) AS page \
+         WHERE acc - len < ? ORDER BY position"
+    );
+    let rows = sqlx::query(&sql).bind(after).bind(i64::from(limit)).bind(crate::PAGE_BYTES).fetch_all(pool).await?;
     Ok(rows.iter().map(|r| envelope_from_row!(r)).collect::<Result<_, _>>()?)
 }
 

@@ -37,6 +37,10 @@ pub(crate) enum Job {
         work: Work,
         reply: oneshot::Sender<Result<(), TransactError>>,
     },
+    Parts {
+        parts: mpsc::Receiver<crate::Part>,
+        reply: oneshot::Sender<Result<Vec<Envelope>, AppendError>>,
+    },
 }
 
 /// The writer's connection and how to make it again.
@@ -111,6 +115,33 @@ pub(crate) async fn run(
                     conn.heal().await;
                 }
                 let _ = reply.send(r);
+                continue;
+            }
+            Job::Parts { parts, reply } => {
+                let r = match &mut conn {
+                    Conn::Sqlite(c, _) => sqlite::append_parts(c, parts).await,
+                    Conn::Postgres(c, _) => postgres::append_parts(c, parts).await,
+                };
+                match &r {
+                    Ok((Some(pos), events)) => {
+                        counters.transactions.fetch_add(1, Ordering::Relaxed);
+                        counters.appends.fetch_add(1, Ordering::Relaxed);
+                        counters.events.fetch_add(events.len() as u64, Ordering::Relaxed);
+                        let pos = *pos;
+                        head.send_if_modified(|h| {
+                            if pos > *h {
+                                *h = pos;
+                                true
+                            } else {
+                                false
+                            }
+                        });
+                    }
+                    Ok((None, _)) => {}
+                    Err(AppendError::Log(_)) => conn.heal().await,
+                    Err(_) => {}
+                }
+                let _ = reply.send(r.map(|(_, events)| events));
                 continue;
             }
             Job::Append(a) => a,
@@ -342,6 +373,86 @@ macro_rules! commit_group_body {
     }};
 }
 pub(crate) use commit_group_body;
+
+/// How long a parts append waits for the producer's next part before rolling back (the writer is
+/// held meanwhile: producers must send parts they have already prepared).
+pub(crate) const PART_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// One transaction fed part by part (see `EventLog::append_parts`): lock the head, then for each
+/// part look up the versions of streams not seen yet, number, write, run its inline work; commit
+/// on `Part::Commit`, roll back on any failure, on a closed channel or after `PART_TIMEOUT`.
+/// Returns the committed head (None if nothing was appended) and the last part's envelopes.
+macro_rules! append_parts_body {
+    ($conn:expr, $parts:expr, $begin:expr, $lock_head:expr, $prefetch:path, $flush:path, $finish:path, $tx_variant:path) => {{
+        use sqlx::Connection as _;
+        let conn = $conn;
+        let mut parts: tokio::sync::mpsc::Receiver<crate::Part> = $parts;
+        let mut tx = conn.begin_with($begin).await?;
+        let (start_position, start_seq) = sqlx::query_as::<_, (i64, i64)>($lock_head).fetch_one(&mut *tx).await?;
+        let mut st = crate::writer::GroupState {
+            position: start_position,
+            seq: start_seq,
+            versions: Default::default(),
+            pending: Default::default(),
+        };
+        let mut known: std::collections::HashSet<String> = Default::default();
+        let recorded_at = crate::now_micros();
+        let mut last: Vec<crate::Envelope> = Vec::new();
+        loop {
+            let msg = match tokio::time::timeout(crate::writer::PART_TIMEOUT, parts.recv()).await {
+                Ok(Some(m)) => m,
+                Ok(None) => {
+                    let _ = tx.rollback().await;
+                    return Err(crate::AppendError::Aborted("the producer stopped before committing".into()));
+                }
+                Err(_) => {
+                    let _ = tx.rollback().await;
+                    return Err(crate::AppendError::Aborted(format!(
+                        "no part within {:?}",
+                        crate::writer::PART_TIMEOUT
+                    )));
+                }
+            };
+            let (batch, inline) = match msg {
+                crate::Part::Commit => break,
+                crate::Part::Events(batch, inline) => (batch, inline),
+            };
+            let mut new: Vec<String> =
+                batch.iter().map(|a| a.stream.clone()).filter(|s| !known.contains(s)).collect();
+            new.sort_unstable();
+            new.dedup();
+            if !new.is_empty() {
+                let names: Vec<&str> = new.iter().map(String::as_str).collect();
+                let found = $prefetch(&mut *tx, names).await?;
+                st.versions.extend(found);
+                known.extend(new);
+            }
+            let envelopes = match st.number(batch, recorded_at) {
+                Ok(e) => e,
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    return Err(e);
+                }
+            };
+            $flush(&mut *tx, &mut st).await?;
+            if let Some(f) = inline {
+                if let Err(e) = f($tx_variant(&mut *tx), &envelopes).await {
+                    let _ = tx.rollback().await;
+                    return Err(crate::AppendError::Inline(e));
+                }
+            }
+            last = envelopes;
+        }
+        if st.position == start_position && st.seq == start_seq {
+            let _ = tx.rollback().await;
+            return Ok((None, last));
+        }
+        $finish(&mut *tx, st.position, st.seq).await?;
+        tx.commit().await?;
+        Ok((Some(st.position), last))
+    }};
+}
+pub(crate) use append_parts_body;
 
 /// Decodes an `events` row (same column names on both backends).
 macro_rules! envelope_from_row {

@@ -130,6 +130,7 @@ contract!(
     group_commit_batches_concurrent_appends,
     killed_writer_loses_no_acknowledged_event,
     transact_commits_or_rolls_back_without_appending,
+    append_parts_is_one_transaction,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -637,4 +638,80 @@ fn insert_work<'a>(
         }
         Ok(seen)
     })
+}
+
+/// `append_parts`: many parts, one transaction — committed on `Commit` (numbers contiguous, stream
+/// versions checked across parts, public events get seqs); a producer that stops early, a
+/// conflict in a later part or a failing inline work rolls back every part; the writer carries on.
+async fn append_parts_is_one_transaction(b: Backend) {
+    use eventlog::Part;
+    let log = b.open().await;
+    log.append(one("s/1", ExpectedVersion::Any, vec![ev("t", 1)])).await.unwrap();
+    let send = |parts: Vec<Option<Vec<StreamAppend>>>, fail_last_inline: bool| {
+        let log = log.clone();
+        async move {
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            let producer = async move {
+                let n = parts.len();
+                for (i, p) in parts.into_iter().enumerate() {
+                    let msg = match p {
+                        None => Part::Commit,
+                        Some(batch) if fail_last_inline && i + 2 == n => Part::Events(
+                            batch,
+                            Some(eventlog::inline(|_tx, _e| Box::pin(async { Err("inline failed".into()) }))),
+                        ),
+                        Some(batch) => Part::Events(batch, None),
+                    };
+                    if tx.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            };
+            let (r, ()) = tokio::join!(log.append_parts(rx), producer);
+            r
+        }
+    };
+    // Committed: three parts on two streams, the last one public.
+    let ok = send(
+        vec![
+            Some(one("s/1", ExpectedVersion::Exact(1), vec![ev("t", 2), ev("t", 3)])),
+            Some(one("s/1", ExpectedVersion::Exact(3), vec![ev("t", 4)])),
+            Some(one("s/2", ExpectedVersion::NoStream, vec![ev("t", 5).public()])),
+            None,
+        ],
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok.len(), 1, "the last part's envelopes");
+    assert_eq!((ok[0].position, ok[0].seq, ok[0].stream_version), (5, Some(1), 1));
+    assert_eq!(log.stream_version("s/1").await.unwrap(), 4);
+    // The producer stops before Commit: nothing stays.
+    let err = send(vec![Some(one("s/1", ExpectedVersion::Exact(4), vec![ev("t", 6)]))], false).await.unwrap_err();
+    assert!(matches!(err, eventlog::AppendError::Aborted(_)), "{err}");
+    // A conflict in a later part: the earlier parts go too.
+    let err = send(
+        vec![
+            Some(one("s/1", ExpectedVersion::Exact(4), vec![ev("t", 6)])),
+            Some(one("s/2", ExpectedVersion::Exact(7), vec![ev("t", 7)])),
+            None,
+        ],
+        false,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, eventlog::AppendError::Conflict { .. }), "{err}");
+    // A failing inline work in a part: everything rolls back.
+    let err = send(
+        vec![Some(one("s/1", ExpectedVersion::Exact(4), vec![ev("t", 6)])), Some(one("s/1", ExpectedVersion::Any, vec![ev("t", 7)])), None],
+        true,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, eventlog::AppendError::Inline(_)), "{err}");
+    assert_eq!(log.head().await.unwrap().position, 5, "no failed run left an event");
+    assert_eq!(log.read_all(0, 100).await.unwrap().len(), 5);
+    // The writer carries on, numbering without gaps.
+    let e = log.append(one("s/1", ExpectedVersion::Exact(4), vec![ev("t", 8).public()])).await.unwrap();
+    assert_eq!((e[0].position, e[0].seq), (6, Some(2)));
 }

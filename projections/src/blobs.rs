@@ -7,6 +7,9 @@
 //! - `record_blobs` (did, path, cid, rev): from each `repo.committed` op, the blob refs of the
 //!   record block it writes (read from the event's CAR slice), replacing the path's earlier refs.
 //!
+//! An import (`repo.import_started`, `repo.import_chunk`s) replaces the repo's references with
+//! those of the imported records.
+//!
 //! A blob with a `blobs` row and no `record_blobs` row is temporary; a `record_blobs` row with no
 //! `blobs` row is a missing blob (`listMissingBlobs`). Never touches the blob store: deleting the
 //! bytes is the commands' job, after the append.
@@ -16,11 +19,11 @@ use std::collections::{BTreeSet, HashMap};
 use domain::blob::{BlobEvent, BLOB_EXPIRED, BLOB_TAKEDOWN_UPDATED, BLOB_UPLOADED};
 use domain::car;
 use domain::cbor::Cid;
-use domain::repo::{RepoEvent, REPO_COMMITTED};
+use domain::repo::{RepoEvent, REPO_COMMITTED, REPO_IMPORT_CHUNK, REPO_IMPORT_STARTED};
 use eventlog::{Envelope, EventLog, ReadPool, Tx};
 use futures_util::future::BoxFuture;
 
-use crate::sql::{exec, numbered};
+use crate::sql::{exec, insert_rows, numbered, Arg};
 use crate::{Kind, ProjectionError, Projector, Table};
 
 pub const NAME: &str = "blobs";
@@ -28,7 +31,7 @@ pub const NAME: &str = "blobs";
 pub const PROJECTOR: Projector = Projector {
     name: NAME,
     kind: Kind::Inline,
-    handles: &[BLOB_UPLOADED, BLOB_EXPIRED, BLOB_TAKEDOWN_UPDATED, REPO_COMMITTED],
+    handles: &[BLOB_UPLOADED, BLOB_EXPIRED, BLOB_TAKEDOWN_UPDATED, REPO_COMMITTED, REPO_IMPORT_STARTED, REPO_IMPORT_CHUNK],
     tables: &[
         Table { name: "blobs", columns: &["did", "cid", "mime_type", "size", "uploaded_at", "takedown_ref"] },
         Table { name: "record_blobs", columns: &["did", "path", "cid", "rev"] },
@@ -50,6 +53,38 @@ fn apply<'a>(mut tx: Tx<'a>, events: &'a [&'a Envelope]) -> BoxFuture<'a, Result
         for e in events {
             let fail = |message: String| ProjectionError::Apply { projector: NAME, position: e.position, message };
             let version = u32::try_from(e.event_version).map_err(|_| fail("negative event version".into()))?;
+            if e.event_type == REPO_IMPORT_STARTED || e.event_type == REPO_IMPORT_CHUNK {
+                let event =
+                    RepoEvent::from_payload(&e.event_type, version, &e.payload).map_err(|err| fail(err.to_string()))?;
+                match &event {
+                    // An import replaces every record, so every reference; stored blobs stay (a
+                    // blob no imported record references is temporary again, for the cleaner).
+                    RepoEvent::ImportStarted(i) => {
+                        exec(&mut tx, "DELETE FROM record_blobs WHERE did = ?", &[i.did.as_str().into()]).await?;
+                    }
+                    RepoEvent::ImportChunk(i) => {
+                        let (did, rev) = (i.did.as_str(), i.rev.to_string());
+                        let (_, blocks) = car::read_car(&i.blocks).map_err(|err| fail(format!("CAR slice: {err}")))?;
+                        let blocks: HashMap<Cid, Vec<u8>> = blocks.into_iter().collect();
+                        let mut rows = Vec::new();
+                        for (path, cid) in &i.records {
+                            let bytes =
+                                blocks.get(cid).ok_or_else(|| fail(format!("record block {cid} not in the chunk")))?;
+                            let record =
+                                domain::cbor::decode(bytes).map_err(|err| fail(format!("record {cid}: {err}")))?;
+                            for r in domain::blob::refs(&record) {
+                                let row: Vec<Arg> =
+                                    vec![did.into(), path.clone().into(), r.cid().to_string().into(), rev.clone().into()];
+                                rows.push(row);
+                            }
+                        }
+                        insert_rows(&mut tx, "INSERT INTO record_blobs (did, path, cid, rev)", "ON CONFLICT DO NOTHING", rows)
+                            .await?;
+                    }
+                    _ => {}
+                }
+                continue;
+            }
             if e.event_type == REPO_COMMITTED {
                 let event =
                     RepoEvent::from_payload(&e.event_type, version, &e.payload).map_err(|err| fail(err.to_string()))?;
@@ -210,12 +245,13 @@ pub async fn list_missing(
     Ok(fetch!(log.read_pool(), sql, (String, String), [did, cursor.unwrap_or(""), limit]))
 }
 
-/// (referenced blob CIDs, of which stored) of `did`: `checkAccountStatus`'s expected and
-/// imported blobs.
+/// (distinct blob CIDs the records reference, blobs stored) of `did`: `checkAccountStatus`'s
+/// `expectedBlobs` and `importedBlobs`, counted as the reference counts them (`recordBlobCount`
+/// and `blobCount`: every stored blob, referenced or not yet).
 pub async fn counts(log: &EventLog, did: &str) -> Result<(i64, i64), ProjectionError> {
-    let sql = "SELECT COUNT(DISTINCT r.cid), COUNT(DISTINCT b.cid) FROM record_blobs r \
-               LEFT JOIN blobs b ON b.did = r.did AND b.cid = r.cid WHERE r.did = ?";
-    let rows = fetch!(log.read_pool(), sql, (i64, i64), [did]);
+    let sql = "SELECT (SELECT COUNT(DISTINCT cid) FROM record_blobs WHERE did = ?), \
+               (SELECT COUNT(*) FROM blobs WHERE did = ?)";
+    let rows = fetch!(log.read_pool(), sql, (i64, i64), [did, did]);
     Ok(rows.into_iter().next().unwrap_or((0, 0)))
 }
 

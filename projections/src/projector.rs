@@ -128,6 +128,20 @@ impl Appender {
         &self.log
     }
 
+    /// One part of an `EventLog::append_parts` run, with the inline projectors run on its
+    /// envelopes inside the same transaction.
+    pub fn part(&self, batch: Vec<StreamAppend>) -> eventlog::Part {
+        let projectors = self.inline.clone();
+        eventlog::Part::Events(
+            batch,
+            Some(eventlog::inline(move |tx, events| {
+                Box::pin(async move {
+                    apply_events(&projectors, tx, events).await.map_err(|e| Box::new(e) as InlineError)
+                })
+            })),
+        )
+    }
+
     /// `EventLog::append` with the inline projectors run on the new envelopes.
     pub async fn append(&self, batch: Vec<StreamAppend>) -> Result<Vec<Envelope>, AppendError> {
         let projectors = self.inline.clone();

@@ -3,14 +3,16 @@
 //! The record bytes are the `repo_blocks` row of that CID. Lookups: one record, a page of a
 //! collection (by rkey, descending unless `reverse`), the collections of a repo.
 //!
+//! An import (`repo.import_started`, `repo.import_chunk`s) replaces the repo's whole index.
+//!
 //! Never computes anything: it stores what the events' ops say.
 
 use domain::mst::OpAction;
-use domain::repo::{RepoEvent, REPO_COMMITTED};
+use domain::repo::{RepoEvent, REPO_COMMITTED, REPO_IMPORT_CHUNK, REPO_IMPORT_STARTED};
 use eventlog::{Envelope, EventLog, ReadPool, Tx};
 use futures_util::future::BoxFuture;
 
-use crate::sql::{exec, numbered};
+use crate::sql::{exec, insert_rows, numbered, Arg};
 use crate::{Kind, ProjectionError, Projector, Table};
 
 pub const NAME: &str = "records";
@@ -18,7 +20,7 @@ pub const NAME: &str = "records";
 pub const PROJECTOR: Projector = Projector {
     name: NAME,
     kind: Kind::Inline,
-    handles: &[REPO_COMMITTED],
+    handles: &[REPO_COMMITTED, REPO_IMPORT_STARTED, REPO_IMPORT_CHUNK],
     tables: &[Table { name: "records", columns: &["did", "collection", "rkey", "cid", "rev"] }],
     apply,
 };
@@ -30,7 +32,29 @@ fn apply<'a>(mut tx: Tx<'a>, events: &'a [&'a Envelope]) -> BoxFuture<'a, Result
             let version = u32::try_from(e.event_version).map_err(|_| fail("negative event version".into()))?;
             let event =
                 RepoEvent::from_payload(&e.event_type, version, &e.payload).map_err(|err| fail(err.to_string()))?;
-            let RepoEvent::Committed(c) = &event else { continue };
+            let c = match &event {
+                RepoEvent::Committed(c) => c,
+                RepoEvent::ImportStarted(i) => {
+                    // An import replaces the whole record index of the repo.
+                    exec(&mut tx, "DELETE FROM records WHERE did = ?", &[i.did.as_str().into()]).await?;
+                    continue;
+                }
+                RepoEvent::ImportChunk(i) => {
+                    let (did, rev) = (i.did.as_str(), i.rev.to_string());
+                    let mut rows = Vec::with_capacity(i.records.len());
+                    for (path, cid) in &i.records {
+                        let Some((collection, rkey)) = path.split_once('/') else {
+                            return Err(fail(format!("record path {path:?} is not collection/rkey")));
+                        };
+                        let row: Vec<Arg> =
+                            vec![did.into(), collection.into(), rkey.into(), cid.to_string().into(), rev.clone().into()];
+                        rows.push(row);
+                    }
+                    insert_rows(&mut tx, "INSERT INTO records (did, collection, rkey, cid, rev)", "", rows).await?;
+                    continue;
+                }
+                _ => continue,
+            };
             let did = c.did.as_str();
             let rev = c.rev.to_string();
             for op in &c.ops {

@@ -3,15 +3,18 @@
 //! read from the events' CAR slices: commit, new MST nodes, records, covering-proof nodes). What repo reads and the next commit's
 //! decision load; committed with the `repo.committed` / `repo.synced` events.
 //!
+//! An import (`repo.import_chunk`s, then `repo.imported`) adds its blocks chunk by chunk and moves
+//! the head at `repo.imported`.
+//!
 //! Never computes anything: it stores what the events say. Blocks are never removed here (a
 //! block's bytes are a function of its CID, so re-inserting one is a no-op).
 
 use domain::car;
-use domain::repo::{RepoEvent, REPO_COMMITTED, REPO_SYNCED};
+use domain::repo::{RepoEvent, REPO_COMMITTED, REPO_IMPORTED, REPO_IMPORT_CHUNK, REPO_SYNCED};
 use eventlog::{Envelope, EventLog, Tx};
 use futures_util::future::BoxFuture;
 
-use crate::sql::{exec, fetch_text, Arg};
+use crate::sql::{exec, fetch_text, insert_rows, Arg};
 use crate::{Kind, ProjectionError, Projector, Table};
 
 pub const NAME: &str = "repo_blocks";
@@ -19,7 +22,7 @@ pub const NAME: &str = "repo_blocks";
 pub const PROJECTOR: Projector = Projector {
     name: NAME,
     kind: Kind::Inline,
-    handles: &[REPO_COMMITTED, REPO_SYNCED],
+    handles: &[REPO_COMMITTED, REPO_SYNCED, REPO_IMPORT_CHUNK, REPO_IMPORTED],
     tables: &[
         Table { name: "repo_roots", columns: &["did", "commit_cid", "rev", "data_cid"] },
         Table { name: "repo_blocks", columns: &["did", "cid", "bytes", "rev"] },
@@ -37,6 +40,20 @@ fn apply<'a>(mut tx: Tx<'a>, events: &'a [&'a Envelope]) -> BoxFuture<'a, Result
             let (did, commit, rev, data, blocks) = match &event {
                 RepoEvent::Committed(c) => (&c.did, c.commit, c.rev, c.data, &c.blocks),
                 RepoEvent::Synced(s) => (&s.did, s.commit, s.rev, s.data, &s.blocks),
+                RepoEvent::Imported(i) => (&i.did, i.commit, i.rev, i.data, &i.blocks),
+                RepoEvent::ImportChunk(c) => {
+                    // A piece of an import: its blocks only (the head moves with `repo.imported`).
+                    let (_, blocks) = car::read_car(&c.blocks).map_err(|err| fail(format!("CAR slice: {err}")))?;
+                    let (did, rev) = (c.did.as_str(), c.rev.to_string());
+                    let rows = blocks
+                        .into_iter()
+                        .map(|(cid, bytes)| vec![did.into(), cid.to_string().into(), Arg::Bytes(bytes), rev.clone().into()])
+                        .collect();
+                    insert_rows(&mut tx, "INSERT INTO repo_blocks (did, cid, bytes, rev)", "ON CONFLICT (did, cid) DO NOTHING", rows)
+                        .await?;
+                    continue;
+                }
+                RepoEvent::ImportStarted(_) => continue,
             };
             let did = did.as_str();
             let (_, blocks) = car::read_car(blocks).map_err(|err| fail(format!("CAR slice: {err}")))?;

@@ -9,7 +9,7 @@
 //!   publishes; `BadExpiration`, protected and privileged methods);
 //! - `getRecommendedDidCredentials`;
 //! - bring-your-own-DID `createAccount` on a second server with a service-auth token from the
-//!   first (deactivated, no public event; `AuthRequired`, `BadJwtAudience`,
+//!   first (deactivated, an empty repo, no public event; `AuthRequired`, `BadJwtAudience`,
 //!   `BadJwtLexiconMethod`); the PLC operation signed on the first server with its emailed token
 //!   (`requestPlcOperationSignature`, `signPlcOperation`), submitted on the second
 //!   (`submitPlcOperation`: the directory's document moves), `activateAccount` there; then
@@ -218,7 +218,7 @@ async fn identity_flow(pg: Option<(&PgDatabase, &PgDatabase)>) {
     let b_session = get(b, "com.atproto.server.getSession", Some(&b_access)).await;
     assert_eq!((b_session.1["active"].clone(), b_session.1["status"].clone()), (json!(false), json!("deactivated")), "{b_session:?}");
     let b_events = b.events_of(ADMIN, &did).await;
-    assert_eq!(types(&b_events), ["account.created", "account.session_created"], "no public event, no repo");
+    assert_eq!(types(&b_events), ["account.created", "account.session_created", "repo.committed"], "no public event, an empty repo");
     assert!(b_events.iter().all(|e| e["seq"].is_null()), "{b_events:#?}");
     let status_b = get(b, "com.atproto.server.checkAccountStatus", Some(&b_access)).await;
     assert_eq!(status_b.1["activated"], false, "{status_b:?}");
@@ -264,7 +264,7 @@ async fn identity_flow(pg: Option<(&PgDatabase, &PgDatabase)>) {
     let b_events = b.events_of(ADMIN, &did).await;
     assert_eq!(
         types(&b_events[before_b..]),
-        ["account.identity", "account.activated", "account.status", "account.identity"],
+        ["account.identity", "account.activated", "account.status", "account.identity", "repo.synced"],
         "{b_events:#?}"
     );
     assert_eq!(get(b, "com.atproto.server.getSession", Some(&b_access)).await.1["active"], true);

@@ -35,3 +35,5 @@ mod proxy;
 mod bsky_app;
 mod rate_limits;
 mod handles;
+mod import;
+mod import_interop;

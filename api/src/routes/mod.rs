@@ -64,6 +64,7 @@ pub fn methods(firehose: sync::subscribe_repos::Settings) -> Vec<Method> {
         m!("com.atproto.server.requestAccountDelete", AccessStandard, Refused, JSON, server::email::request_account_delete),
         m!("com.atproto.server.deleteAccount", Public, Refused, JSON, server::email::delete_account),
         m!("com.atproto.server.getServiceAuth", Access, Rpc, JSON, server::service_auth::get_service_auth),
+        m!("com.atproto.server.reserveSigningKey", Public, Rpc, JSON, server::reserve_signing_key::reserve_signing_key),
         // com.atproto.identity
         m!("com.atproto.identity.resolveHandle", Public, Nothing, JSON, identity::resolve_handle),
         m!("com.atproto.identity.resolveDid", Public, Nothing, JSON, identity_resolve::resolve_did),
@@ -84,6 +85,7 @@ pub fn methods(firehose: sync::subscribe_repos::Settings) -> Vec<Method> {
         m!("com.atproto.repo.describeRepo", Public, Nothing, JSON, repo::records::describe_repo),
         m!("com.atproto.repo.uploadBlob", Access, Blob, BodyLimit::Blob, repo::blobs::upload_blob),
         m!("com.atproto.repo.listMissingBlobs", Access, Rpc, JSON, repo::blobs::list_missing_blobs),
+        m!("com.atproto.repo.importRepo", AccessFull, Account("repo", true), BodyLimit::RepoImport, repo::import::import_repo),
         // com.atproto.sync
         m!("com.atproto.sync.getLatestCommit", Public, Nothing, JSON, sync::repo::get_latest_commit),
         m!("com.atproto.sync.getRepo", Public, Nothing, JSON, sync::repo::get_repo),

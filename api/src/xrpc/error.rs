@@ -100,6 +100,7 @@ pub fn command_error(e: CommandError) -> XrpcError {
         }
         CommandError::BlobNotFound(m) => bad("BlobNotFound", m),
         CommandError::BlobTooLarge(m) => XrpcError::new(StatusCode::PAYLOAD_TOO_LARGE, "BlobTooLarge", m),
+        CommandError::PayloadTooLarge(m) => XrpcError::new(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge", m),
         CommandError::InvalidMimeType(m) => bad("InvalidMimeType", m),
         CommandError::InvalidBlob(m) => bad("InvalidBlob", m),
         // The PLC directory failed us: named, and not a 500 (nothing was changed).

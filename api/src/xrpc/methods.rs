@@ -58,6 +58,8 @@ pub enum BodyLimit {
     Bytes(usize),
     /// `PDS_BLOB_UPLOAD_LIMIT`, enforced by the handler while it streams the body.
     Blob,
+    /// `PDS_MAX_REPO_IMPORT_SIZE`, enforced by the handler while it streams the body.
+    RepoImport,
 }
 
 /// One row of the method table.
@@ -120,7 +122,7 @@ where
         let bytes = match m.limit {
             BodyLimit::Json => Some(JSON_LIMIT),
             BodyLimit::Bytes(n) => Some(n),
-            BodyLimit::Blob => None,
+            BodyLimit::Blob | BodyLimit::RepoImport => None,
         };
         let subscription = matches!(
             commands::lexicon_catalog().get(m.nsid).and_then(|d| d.main()),

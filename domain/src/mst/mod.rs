@@ -24,6 +24,7 @@ mod ops;
 mod proof;
 #[cfg(test)]
 mod tests;
+mod walk;
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ use crate::cbor::{CborError, Cid};
 pub use block::{BlockMap, BlockSource, NoBlocks};
 pub use diff::{diff, MstDiff, OpAction, RecordOp};
 pub use proof::{invert_ops, verify_inversion};
+pub use walk::{TreeWalk, Visit};
 
 use node::Node;
 

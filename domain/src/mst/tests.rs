@@ -772,3 +772,61 @@ fn rejects_malformed_nodes() {
         Err(MstError::MissingBlock(_))
     ));
 }
+
+/// Walks `root` over `blocks` to the end: the leaves in order, or the first error.
+fn walk_all(blocks: &BlockMap, root: Cid) -> Result<Vec<(String, Cid)>, MstError> {
+    let mut walk = super::TreeWalk::new(root);
+    let mut leaves = Vec::new();
+    while let Some(v) = walk.next(blocks)? {
+        if let super::Visit::Leaf(k, c) = v {
+            leaves.push((k, c));
+        }
+    }
+    Ok(leaves)
+}
+
+#[test]
+fn tree_walk_visits_every_entry_in_order_and_refuses_reused_subtrees() {
+    let value = cid("bafyreie5cvv4h45feadgeuwhbcutmh6t2ceseocckahdoe6uat64zmz454");
+    let mut keys: Vec<String> = (0..500).map(|i| format!("com.example.record/{i:05}")).collect();
+    let tree = inserted(&keys, value);
+    let blocks = blocks_of(&tree);
+    let root = tree.root_cid().unwrap();
+    keys.sort();
+    let got = walk_all(&blocks, root).unwrap();
+    assert_eq!(got.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), keys);
+    assert!(tree.root_layer() > 0, "the fixture must have several layers");
+    // the empty tree: one node, no leaves
+    let empty = Mst::new();
+    assert_eq!(walk_all(&blocks_of(&empty), empty.root_cid().unwrap()).unwrap(), vec![]);
+    // a missing node is reported, and the walk resumes once it is there
+    let mut partial = BlockMap::new();
+    let mut walk = super::TreeWalk::new(root);
+    let mut n = 0;
+    loop {
+        match walk.next(&partial) {
+            Ok(None) => break,
+            Ok(Some(_)) => n += 1,
+            Err(MstError::MissingBlock(c)) => partial.insert(c, blocks.get(&c).unwrap().to_vec()),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(n, 500 + blocks.len());
+    // a node whose subtree slots both point at the same child: keys out of range
+    let mut root_node = cbor::decode(blocks.get(&root).unwrap()).unwrap();
+    let Ipld::Map(m) = &mut root_node else { panic!() };
+    let Some(Ipld::Link(left)) = m.get("l").cloned() else { panic!("root has a left subtree") };
+    let Some(Ipld::List(entries)) = m.get_mut("e") else { panic!() };
+    let Some(Ipld::Map(first)) = entries.get_mut(0) else { panic!() };
+    first.insert("t".into(), Ipld::Link(left));
+    let bytes = cbor::encode(&root_node).unwrap();
+    let forged = cbor::cid_cbor(&bytes);
+    let mut reused = blocks.clone();
+    reused.insert(forged, bytes);
+    let err = walk_all(&reused, forged).unwrap_err();
+    assert!(matches!(err, MstError::MalformedNode { .. }), "{err}");
+    // a node whose bytes do not hash to the CID it is stored under (a forged link back up)
+    let mut cyclic = blocks.clone();
+    cyclic.insert(left, blocks.get(&root).unwrap().to_vec());
+    assert!(walk_all(&cyclic, root).is_err());
+}

@@ -16,12 +16,58 @@ use crate::tid::Tid;
 pub const REPO_COMMITTED: &str = "repo.committed";
 /// Event type of [`RepoEvent::Synced`] (public: becomes a `#sync`).
 pub const REPO_SYNCED: &str = "repo.synced";
+/// Event type of [`RepoEvent::ImportStarted`] (private).
+pub const REPO_IMPORT_STARTED: &str = "repo.import_started";
+/// Event type of [`RepoEvent::ImportChunk`] (private).
+pub const REPO_IMPORT_CHUNK: &str = "repo.import_chunk";
+/// Event type of [`RepoEvent::Imported`] (private).
+pub const REPO_IMPORTED: &str = "repo.imported";
 
 /// An event of a `repo/<did>` stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RepoEvent {
     Committed(Committed),
     Synced(Synced),
+    ImportStarted(ImportStarted),
+    ImportChunk(ImportChunk),
+    Imported(Imported),
+}
+
+/// `importRepo` begins: the repo's records are about to be replaced by the tree of `commit`
+/// (read models drop the DID's record index and blob references here). Always followed, in the
+/// same transaction, by the import's chunks and its [`Imported`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportStarted {
+    pub did: Did,
+    pub commit: Cid,
+    pub rev: Tid,
+}
+
+/// One bounded piece of an imported repo: blocks (MST nodes and records, as a CAR with root =
+/// the import's commit) and the records (path → CID) whose blocks are in this piece.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportChunk {
+    pub did: Did,
+    pub commit: Cid,
+    pub rev: Tid,
+    /// 0, 1, 2, … within the import.
+    pub part: u64,
+    pub records: Vec<(String, Cid)>,
+    pub blocks: Vec<u8>,
+}
+
+/// `importRepo` done: `commit` (signed elsewhere, checked here) is the repo head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Imported {
+    pub did: Did,
+    pub commit: Cid,
+    pub rev: Tid,
+    pub data: Cid,
+    /// How many chunks and records the import carried.
+    pub parts: u64,
+    pub records: u64,
+    /// CAR holding only the commit block, root = `commit`.
+    pub blocks: Vec<u8>,
 }
 
 /// A signed commit: everything a `#commit` frame needs, so the firehose never looks up blocks.
@@ -119,6 +165,9 @@ impl RepoEvent {
         match self {
             RepoEvent::Committed(_) => REPO_COMMITTED,
             RepoEvent::Synced(_) => REPO_SYNCED,
+            RepoEvent::ImportStarted(_) => REPO_IMPORT_STARTED,
+            RepoEvent::ImportChunk(_) => REPO_IMPORT_CHUNK,
+            RepoEvent::Imported(_) => REPO_IMPORTED,
         }
     }
 
@@ -131,6 +180,7 @@ impl RepoEvent {
     pub fn is_public(&self) -> bool {
         match self {
             RepoEvent::Committed(_) | RepoEvent::Synced(_) => true,
+            RepoEvent::ImportStarted(_) | RepoEvent::ImportChunk(_) | RepoEvent::Imported(_) => false,
         }
     }
 
@@ -138,6 +188,9 @@ impl RepoEvent {
         match self {
             RepoEvent::Committed(c) => &c.did,
             RepoEvent::Synced(s) => &s.did,
+            RepoEvent::ImportStarted(i) => &i.did,
+            RepoEvent::ImportChunk(i) => &i.did,
+            RepoEvent::Imported(i) => &i.did,
         }
     }
 
@@ -164,6 +217,33 @@ impl RepoEvent {
                 put(&mut m, "rev", Ipld::String(s.rev.to_string()));
                 put(&mut m, "data", Ipld::Link(s.data));
                 put(&mut m, "blocks", Ipld::Bytes(s.blocks.clone()));
+            }
+            RepoEvent::ImportStarted(i) => {
+                put(&mut m, "did", Ipld::String(i.did.to_string()));
+                put(&mut m, "commit", Ipld::Link(i.commit));
+                put(&mut m, "rev", Ipld::String(i.rev.to_string()));
+            }
+            RepoEvent::ImportChunk(i) => {
+                put(&mut m, "did", Ipld::String(i.did.to_string()));
+                put(&mut m, "commit", Ipld::Link(i.commit));
+                put(&mut m, "rev", Ipld::String(i.rev.to_string()));
+                put(&mut m, "part", Ipld::Integer(i128::from(i.part)));
+                let records = i
+                    .records
+                    .iter()
+                    .map(|(path, cid)| Ipld::List(vec![Ipld::String(path.clone()), Ipld::Link(*cid)]))
+                    .collect();
+                put(&mut m, "records", Ipld::List(records));
+                put(&mut m, "blocks", Ipld::Bytes(i.blocks.clone()));
+            }
+            RepoEvent::Imported(i) => {
+                put(&mut m, "did", Ipld::String(i.did.to_string()));
+                put(&mut m, "commit", Ipld::Link(i.commit));
+                put(&mut m, "rev", Ipld::String(i.rev.to_string()));
+                put(&mut m, "data", Ipld::Link(i.data));
+                put(&mut m, "parts", Ipld::Integer(i128::from(i.parts)));
+                put(&mut m, "records", Ipld::Integer(i128::from(i.records)));
+                put(&mut m, "blocks", Ipld::Bytes(i.blocks.clone()));
             }
         }
         cbor::encode(&Ipld::Map(m))
@@ -203,6 +283,39 @@ impl RepoEvent {
                 };
                 r.finish()?;
                 Ok(RepoEvent::Synced(ev))
+            }
+            (REPO_IMPORT_STARTED, 1) => {
+                let mut r = Reader::open(REPO_IMPORT_STARTED, bytes)?;
+                let ev = ImportStarted { did: r.did("did")?, commit: r.link("commit")?, rev: r.tid("rev")? };
+                r.finish()?;
+                Ok(RepoEvent::ImportStarted(ev))
+            }
+            (REPO_IMPORT_CHUNK, 1) => {
+                let mut r = Reader::open(REPO_IMPORT_CHUNK, bytes)?;
+                let ev = ImportChunk {
+                    did: r.did("did")?,
+                    commit: r.link("commit")?,
+                    rev: r.tid("rev")?,
+                    part: r.uint("part")?,
+                    records: r.records("records")?,
+                    blocks: r.bytes("blocks")?,
+                };
+                r.finish()?;
+                Ok(RepoEvent::ImportChunk(ev))
+            }
+            (REPO_IMPORTED, 1) => {
+                let mut r = Reader::open(REPO_IMPORTED, bytes)?;
+                let ev = Imported {
+                    did: r.did("did")?,
+                    commit: r.link("commit")?,
+                    rev: r.tid("rev")?,
+                    data: r.link("data")?,
+                    parts: r.uint("parts")?,
+                    records: r.uint("records")?,
+                    blocks: r.bytes("blocks")?,
+                };
+                r.finish()?;
+                Ok(RepoEvent::Imported(ev))
             }
             _ => Err(EventError::Unknown {
                 event_type: event_type.to_string(),
@@ -317,6 +430,29 @@ impl Reader {
             Ipld::Bytes(b) => Ok(b),
             _ => Err(self.err(field, "must be bytes")),
         }
+    }
+
+    fn uint(&mut self, field: &str) -> Result<u64, EventError> {
+        match self.take(field)? {
+            Ipld::Integer(n) => u64::try_from(n).map_err(|_| self.err(field, "must be a non-negative integer")),
+            _ => Err(self.err(field, "must be an integer")),
+        }
+    }
+
+    fn records(&mut self, field: &str) -> Result<Vec<(String, Cid)>, EventError> {
+        let Ipld::List(items) = self.take(field)? else {
+            return Err(self.err(field, "must be a list of [path, cid] pairs"));
+        };
+        items
+            .into_iter()
+            .map(|i| match i {
+                Ipld::List(pair) => match <[Ipld; 2]>::try_from(pair) {
+                    Ok([Ipld::String(p), Ipld::Link(c)]) => Ok((p, c)),
+                    _ => Err(self.err(field, "must be a list of [path, cid] pairs")),
+                },
+                _ => Err(self.err(field, "must be a list of [path, cid] pairs")),
+            })
+            .collect()
     }
 
     fn links(&mut self, field: &str) -> Result<Vec<Cid>, EventError> {

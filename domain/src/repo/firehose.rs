@@ -83,11 +83,14 @@ pub fn sync_frame(ev: &Synced, seq: i64, time: &str) -> Result<Vec<u8>, CborErro
     message("#sync", b)
 }
 
-/// The frame of any public repo event.
+/// The frame of any public repo event (the import events are private: they have no frame).
 pub fn repo_event_frame(ev: &RepoEvent, seq: i64, time: &str) -> Result<Vec<u8>, CborError> {
     match ev {
         RepoEvent::Committed(c) => commit_frame(c, seq, time),
         RepoEvent::Synced(s) => sync_frame(s, seq, time),
+        RepoEvent::ImportStarted(_) | RepoEvent::ImportChunk(_) | RepoEvent::Imported(_) => Err(CborError::Invalid(
+            format!("{} is a private event: it has no firehose frame", ev.event_type()),
+        )),
     }
 }
 

@@ -5,6 +5,7 @@
 //! - `apply_writes.rs` — `decide_apply_writes`: a batch of record writes → one signed commit event.
 //! - `genesis.rs` — `decide_genesis`: the empty repo's first commit (+ `#sync`).
 //! - `firehose.rs` — `subscribeRepos` wire frames built from events (+ a decoder).
+//! - `import.rs` — `importRepo`: the root commit's checks and the bounded import events.
 //!
 //! Pure: never reads or writes blocks anywhere but the `BlockSource` it is handed; clocks, keys and
 //! the current time come in as arguments.
@@ -13,6 +14,7 @@ mod apply_writes;
 mod events;
 pub mod firehose;
 mod genesis;
+mod import;
 mod state;
 
 #[cfg(test)]
@@ -24,7 +26,11 @@ pub use apply_writes::{
     decide_apply_writes, ApplyWritesOutcome, NewCommit, Write, WriteEffect, WriteResult,
     MAX_COMMIT_BLOCKS_BYTES, MAX_RECORD_BYTES, MAX_WRITES,
 };
-pub use events::{Committed, EventError, RepoEvent, RepoOp, Synced, REPO_COMMITTED, REPO_SYNCED};
+pub use events::{
+    Committed, EventError, ImportChunk, ImportStarted, Imported, RepoEvent, RepoOp, Synced, REPO_COMMITTED,
+    REPO_IMPORTED, REPO_IMPORT_CHUNK, REPO_IMPORT_STARTED, REPO_SYNCED,
+};
+pub use import::{check_import_commit, check_record, ImportChunker, ImportError, CHUNK_BYTES};
 pub use genesis::{decide_genesis, Genesis};
 pub use state::{RepoRoot, RepoState};
 

@@ -47,6 +47,12 @@ impl RepoState {
             return;
         }
         let root = match event {
+            RepoEvent::ImportStarted(_) | RepoEvent::ImportChunk(_) => return,
+            RepoEvent::Imported(i) => RepoRoot {
+                commit: i.commit,
+                rev: i.rev,
+                data: i.data,
+            },
             RepoEvent::Committed(c) => RepoRoot {
                 commit: c.commit,
                 rev: c.rev,

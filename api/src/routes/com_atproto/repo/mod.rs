@@ -1,4 +1,6 @@
-//! `com.atproto.repo.*`: records (`records.rs`) and blobs (`blobs.rs`).
+//! `com.atproto.repo.*`: records (`records.rs`), blobs (`blobs.rs`) and `importRepo`
+//! (`import.rs`).
 
 pub mod blobs;
+pub mod import;
 pub mod records;
