@@ -311,6 +311,6 @@ mod tests {
                 ours += 1;
             }
         }
-        assert_eq!(ours, 6);
+        assert_eq!(ours, 11);
     }
 }

@@ -69,7 +69,7 @@ async fn cli_replay_verify_and_tail(url: &str) {
     let out = pds_env(&["verify"], &env);
     assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("verify: clean: 19 tables"), "{stdout}");
+    assert!(stdout.contains("verify: clean: 20 tables"), "{stdout}");
     assert!(stdout.contains(&format!("head {head}")), "{stdout}");
 
     exec(&log, "UPDATE event_stats SET count = 1000 WHERE event_type = 'repo.changed'").await;

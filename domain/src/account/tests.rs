@@ -976,6 +976,8 @@ fn every_event() -> Vec<AccountEvent> {
             at: T0,
         },
         AccountEvent::PreferencesPut { namespace: "app.bsky".into(), prefs: vec![], at: T0 },
+        AccountEvent::InvitesDisabledUpdated { disabled: true, at: T0 },
+        AccountEvent::InvitesDisabledUpdated { disabled: false, at: T0 },
         AccountEvent::Deleted { at: T0 },
         identity("alice.test"),
         AccountEvent::Identity {
