@@ -447,8 +447,8 @@ async fn import_flow(pg: Option<(&PgDatabase, &PgDatabase)>) {
     // --- the DID moves to B; B activates ------------------------------------------------------------
     let creds = get(b, "com.atproto.identity.getRecommendedDidCredentials", Some(&b_access)).await.1;
     assert_eq!(creds["verificationMethods"]["atproto"], reserved.as_str(), "the reserved key signs the migrated repo");
-    assert_eq!(post(a, "com.atproto.identity.requestPlcOperationSignature", Some(&access), json!({})).await.0, 200);
-    let token = crate::email::last_token(&dir_a.path().join("pds-data"), "alice@example.com", "PLC update requested");
+    assert_eq!(post(a, "com.atproto.identity.requestPlcOperationSignature", Some(&access), Value::Null).await.0, 200);
+    let token = crate::email::last_token(&dir_a.path().join("pds-data"), "alice@example.com", "PLC Update Operation Requested");
     let signed = post(a, "com.atproto.identity.signPlcOperation", Some(&access), json!({
         "token": token, "rotationKeys": creds["rotationKeys"], "alsoKnownAs": creds["alsoKnownAs"],
         "verificationMethods": creds["verificationMethods"], "services": creds["services"],
@@ -457,7 +457,7 @@ async fn import_flow(pg: Option<(&PgDatabase, &PgDatabase)>) {
     assert_eq!(signed.0, 200, "{signed:?}");
     let submitted = post(b, "com.atproto.identity.submitPlcOperation", Some(&b_access), json!({ "operation": signed.1["operation"] })).await;
     assert_eq!(submitted.0, 200, "{submitted:?}");
-    assert_eq!(post(b, "com.atproto.server.activateAccount", Some(&b_access), json!({})).await.0, 200);
+    assert_eq!(post(b, "com.atproto.server.activateAccount", Some(&b_access), Value::Null).await.0, 200);
     let after = state(b, &b_access, &did).await.0;
     assert_eq!((after["activated"].clone(), after["validDid"].clone()), (json!(true), json!(true)), "{after}");
     let post_b = post(b, "com.atproto.repo.createRecord", Some(&b_access), json!({

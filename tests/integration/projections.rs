@@ -79,7 +79,7 @@ async fn cli_replay_verify_and_tail(url: &str) {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("only live:    event_type=repo.changed count=1000"), "{stdout}");
     assert!(stdout.contains("only rebuilt: stream=account/did:plc:1"), "{stdout}");
-    assert!(stdout.contains("verify: FAILED: 2 of 19 tables differ"), "{stdout}");
+    assert!(stdout.contains("verify: FAILED: 2 of 20 tables differ"), "{stdout}");
 
     let out = pds_env(&["verify", "--projection", "stream_index"], &env);
     assert_eq!(out.status.code(), Some(1));
@@ -88,7 +88,7 @@ async fn cli_replay_verify_and_tail(url: &str) {
     let out = pds_env(&["replay"], &env);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("replay: done: rebuilt stream_index, accounts, invites, repo_blocks, records, blobs, oauth, plc_operations, preferences, event_stats from 21 events"), "{stderr}");
+    assert!(stderr.contains("replay: done: rebuilt stream_index, accounts, invites, notifications, repo_blocks, records, blobs, oauth, plc_operations, preferences, event_stats from 21 events"), "{stderr}");
     let out = pds_env(&["verify"], &env);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
 

@@ -86,7 +86,7 @@ async function run() {
   }
 
   step = 'activate and write'
-  await xrpc('POST', 'com.atproto.server.activateAccount', { token, body: {} })
+  await xrpc('POST', 'com.atproto.server.activateAccount', { token })
   await xrpc('POST', 'com.atproto.repo.createRecord', {
     token,
     body: { repo: did, collection: 'app.bsky.feed.post', record: { $type: 'app.bsky.feed.post', text: 'after import', createdAt: new Date().toISOString() } },
